@@ -1,0 +1,124 @@
+"""The trade record: Finnhub's fields plus a deterministic id and the edge receive time.
+
+One JSON object per Kinesis record, UTF-8. Every retry and replay of the same Finnhub trade maps to
+the same ``id``, so the sinks can be idempotent (DESIGN.md, "Trade record").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import time
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+# Finnhub symbols look like "AAPL", "BINANCE:BTCUSDT", "OANDA:EUR_USD" or "IC MARKETS:1".
+SYMBOL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 .:_\-/^=&]{0,49}$"
+
+# Trade times earlier than 2000-01-01 or later than 2100 are unit errors (seconds, micros), not trades.
+MIN_EPOCH_MS = 946_684_800_000
+MAX_EPOCH_MS = 4_102_444_800_000
+
+Symbol = Annotated[str, Field(pattern=SYMBOL_PATTERN)]
+
+
+class TradeError(ValueError):
+    """A payload that is not a valid trade; it can never succeed, so it belongs in a DLQ."""
+
+    code = "InvalidTrade"
+
+
+class RawTrade(BaseModel):
+    """A trade as Finnhub sends it inside a ``{"type": "trade", "data": [...]}`` frame."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    s: Symbol
+    p: float = Field(gt=0)
+    v: float = Field(ge=0)
+    t: int = Field(ge=MIN_EPOCH_MS, le=MAX_EPOCH_MS)
+    c: tuple[str, ...] | None = None
+
+    @field_validator("p", "v")
+    @classmethod
+    def _finite(cls, value: float) -> float:
+        if not math.isfinite(value):
+            raise ValueError("must be a finite number")
+        return value
+
+
+class Trade(RawTrade):
+    """The record on the stream: a raw trade stamped at the edge with ``id`` and ``rt``."""
+
+    id: str = Field(min_length=16, max_length=64)
+    rt: int = Field(ge=MIN_EPOCH_MS, le=MAX_EPOCH_MS, description="edge receive time, epoch ms")
+
+    def to_record(self) -> bytes:
+        """Serialise compactly; the field order is stable so identical trades give identical bytes."""
+        return self.model_dump_json(exclude_none=True).encode()
+
+    @classmethod
+    def from_record(cls, data: bytes | str) -> Trade:
+        """Decode one Kinesis record, raising TradeError for anything that is not a valid trade."""
+        try:
+            return cls.model_validate_json(data)
+        except ValueError as exc:  # pydantic.ValidationError is a ValueError
+            raise TradeError(_short_error(exc)) from exc
+
+
+def trade_id(raw: RawTrade, occurrence: int = 0) -> str:
+    """Derive the deterministic id of a trade.
+
+    ``occurrence`` tells apart trades that are identical in every field inside one frame (two fills
+    of the same size at the same price in the same millisecond are two trades). The same frame
+    replayed gives the same occurrences, hence the same ids; a duplicate re-sent in a later frame
+    gets occurrence 0 again, hence collapses onto the first one downstream.
+    """
+    conditions = ",".join(raw.c or ())
+    key = f"{raw.s}|{raw.p!r}|{raw.v!r}|{raw.t}|{conditions}|{occurrence}"
+    return hashlib.sha256(key.encode()).hexdigest()[:32]
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def stamp(raws: Iterable[RawTrade], received_ms: int | None = None) -> list[Trade]:
+    """Turn the raw trades of one frame (or request) into stream records with ids."""
+    received = now_ms() if received_ms is None else received_ms
+    seen: Counter[RawTrade] = Counter()
+    trades = []
+    for raw in raws:
+        occurrence = seen[raw]
+        seen[raw] += 1
+        trades.append(
+            Trade(**raw.model_dump(), id=trade_id(raw, occurrence), rt=received)
+        )
+    return trades
+
+
+def parse_raw(payload: Mapping[str, Any]) -> RawTrade:
+    """Validate one Finnhub trade object, raising TradeError with a readable reason."""
+    try:
+        return RawTrade.model_validate(payload)
+    except ValueError as exc:
+        raise TradeError(_short_error(exc)) from exc
+
+
+def _short_error(exc: ValueError) -> str:
+    errors = getattr(exc, "errors", None)
+    if callable(errors):
+        parts = [
+            f"{'.'.join(str(p) for p in e['loc']) or 'record'}: {e['msg']}" for e in errors()
+        ]
+        return "; ".join(parts)
+    return str(exc)
+
+
+def dumps(obj: Any) -> str:
+    """Compact JSON used for every log line and ready line the project prints."""
+    return json.dumps(obj, separators=(",", ":"), sort_keys=True, default=str)
