@@ -2,7 +2,8 @@
 
 Endpoints come from the standard variables botocore already honours: ``AWS_ENDPOINT_URL`` and
 ``AWS_ENDPOINT_URL_<SERVICE>`` (e.g. ``AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME``). The region comes from
-``AWS_REGION`` (what Lambda and ECS set), then ``AWS_DEFAULT_REGION``. Nothing here asks "am I local?".
+``AWS_REGION`` (what Lambda and ECS set), then ``AWS_DEFAULT_REGION``.
+Nothing here asks "am I local?".
 """
 
 from __future__ import annotations
@@ -36,7 +37,7 @@ def client_config(
     """
     return Config(
         region_name=region(),
-        retries={"mode": "standard", "max_attempts": max_attempts},
+        retries={"mode": "standard", "total_max_attempts": max_attempts},
         connect_timeout=connect_timeout,
         read_timeout=read_timeout,
         max_pool_connections=max_pool_connections,

@@ -19,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 # Finnhub symbols look like "AAPL", "BINANCE:BTCUSDT", "OANDA:EUR_USD" or "IC MARKETS:1".
 SYMBOL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 .:_\-/^=&]{0,49}$"
 
-# Trade times earlier than 2000-01-01 or later than 2100 are unit errors (seconds, micros), not trades.
+# Trade times before 2000-01-01 or after 2100 are unit errors (seconds, micros), not trades.
 MIN_EPOCH_MS = 946_684_800_000
 MAX_EPOCH_MS = 4_102_444_800_000
 
@@ -58,7 +58,7 @@ class Trade(RawTrade):
     rt: int = Field(ge=MIN_EPOCH_MS, le=MAX_EPOCH_MS, description="edge receive time, epoch ms")
 
     def to_record(self) -> bytes:
-        """Serialise compactly; the field order is stable so identical trades give identical bytes."""
+        """Serialise compactly; field order is stable, so identical trades give identical bytes."""
         return self.model_dump_json(exclude_none=True).encode()
 
     @classmethod
@@ -95,9 +95,7 @@ def stamp(raws: Iterable[RawTrade], received_ms: int | None = None) -> list[Trad
     for raw in raws:
         occurrence = seen[raw]
         seen[raw] += 1
-        trades.append(
-            Trade(**raw.model_dump(), id=trade_id(raw, occurrence), rt=received)
-        )
+        trades.append(Trade(**raw.model_dump(), id=trade_id(raw, occurrence), rt=received))
     return trades
 
 
@@ -112,9 +110,7 @@ def parse_raw(payload: Mapping[str, Any]) -> RawTrade:
 def _short_error(exc: ValueError) -> str:
     errors = getattr(exc, "errors", None)
     if callable(errors):
-        parts = [
-            f"{'.'.join(str(p) for p in e['loc']) or 'record'}: {e['msg']}" for e in errors()
-        ]
+        parts = [f"{'.'.join(str(p) for p in e['loc']) or 'record'}: {e['msg']}" for e in errors()]
         return "; ".join(parts)
     return str(exc)
 

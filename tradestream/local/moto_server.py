@@ -30,9 +30,9 @@ class MotoHandle:
         """Drop every resource (moto's own reset API), for test isolation."""
         import urllib.request
 
-        urllib.request.urlopen(  # noqa: S310 - loopback URL we started ourselves
-            urllib.request.Request(f"{self.url}/moto-api/reset", method="POST"), timeout=10
-        ).read()
+        # The URL is the loopback server we started ourselves.
+        request = urllib.request.Request(f"{self.url}/moto-api/reset", method="POST")  # noqa: S310
+        urllib.request.urlopen(request, timeout=10).read()  # noqa: S310
 
 
 def start_moto(host: str = "127.0.0.1", port: int = 0) -> MotoHandle:
@@ -45,7 +45,7 @@ def start_moto(host: str = "127.0.0.1", port: int = 0) -> MotoHandle:
 
 
 def ensure_credentials(env: MutableMapping[str, str] | None = None) -> None:
-    """Give botocore dummy credentials when none are configured, so local endpoints can be signed."""
+    """Give botocore dummy credentials when none are set, so local endpoints can be signed."""
     target = os.environ if env is None else env
     if not target.get("AWS_ACCESS_KEY_ID") and not target.get("AWS_PROFILE"):
         target.update(DUMMY_CREDENTIALS)
