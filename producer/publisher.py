@@ -1,0 +1,340 @@
+"""Trades -> Kinesis PutRecords, batched, with partial-failure resends and a bounded buffer.
+
+- Batches hold at most ``batch_max_records`` (<= 500) records and ``batch_max_bytes`` (<= 5 MiB)
+  counting data plus partition key, Kinesis' own accounting. A record above 1 MiB can never be
+  accepted: it is dropped by policy at ``put``, counted (``dropped_by_policy``) and logged.
+- A batch goes out when it is full or ``linger_ms`` after its first record, whichever comes first;
+  one call is in flight at a time, so records of one symbol (the partition key) keep their order
+  unless a resend overtakes them, as with any Kinesis producer.
+- Partial failures (HTTP 200 with a per-record ``ErrorCode``): only the failed entries are resent,
+  after an exponential backoff with full jitter, topped up with new records so every call stays
+  full. Whole-call failures (throttling, 5xx, connection errors) resend the whole batch the same
+  way. Other errors (stream not found, access denied, bad credentials) cannot heal by retrying:
+  they stop the publisher with a ``PublisherError`` carrying AWS's code.
+- Retry budget: an entry is tried at most ``max_put_attempts`` times. Entries that exhaust it, and
+  entries still unpublished when ``close`` hits its deadline, are never silently lost: each is
+  counted in ``failed`` and logged at ERROR ("trade not published") with the full record under
+  ``record``, so it can be recovered with ``jq -c 'select(.message == "trade not published")
+  | .record'`` and re-sent with ``SOURCE=replay`` (the record keeps its id). An entry whose call
+  was cut by the deadline may also have reached the stream; re-sending is harmless (same id).
+- Backpressure: at most ``buffer_max_records`` accepted-but-unsettled entries exist at any time
+  (waiting, in flight or waiting for a resend); ``await put(trade)`` blocks while the buffer is
+  full, so memory stays bounded and a slow stream slows the source down.
+
+Counters reconcile: ``received == published + failed + buffered`` at every moment.
+The SDK's own retries are meant to be off for this client (``PUT_CLIENT_CONFIG``) so that every
+attempt is counted here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+from collections import deque
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+from botocore.config import Config
+from botocore.exceptions import ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotoConnectionError
+
+from producer.backoff import Backoff
+from producer.settings import (
+    KINESIS_MAX_BATCH_BYTES,
+    KINESIS_MAX_BATCH_RECORDS,
+    KINESIS_MAX_RECORD_BYTES,
+)
+from tradestream.logs import get_logger
+from tradestream.trade import Trade
+
+logger = get_logger("producer")
+
+# One attempt per SDK call: the publisher's loop does the retrying, resending only what failed.
+PUT_CLIENT_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 1})
+
+# Whole-call errors worth retrying (besides every HTTP 5xx): throttling and transient states.
+RETRYABLE_CODES = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "Throttling",
+        "LimitExceededException",
+        "KMSThrottlingException",
+        "RequestLimitExceeded",
+        "TooManyRequestsException",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "InternalFailure",
+        "ServiceUnavailable",
+        # Role credentials rotate; the SDK fetches fresh ones on the next call.
+        "ExpiredTokenException",
+    }
+)
+TRANSIENT_ERRORS = (HTTPClientError, BotoConnectionError, OSError, TimeoutError)
+
+
+class PublisherError(Exception):
+    """The publisher cannot go on; ``code`` is AWS's error code when AWS gave one."""
+
+    def __init__(self, message: str, code: str = "PublisherError") -> None:
+        super().__init__(message)
+        self.code = code
+
+
+class PublisherClosedError(PublisherError):
+    def __init__(self) -> None:
+        super().__init__("the publisher is closed; create a new one", "PublisherClosed")
+
+
+@dataclass
+class PublisherStats:
+    received: int = 0  # trades accepted into the buffer
+    published: int = 0  # records Kinesis acknowledged (re-sent duplicates included)
+    retried: int = 0  # entries resent after a failed attempt
+    dropped_by_policy: int = 0  # records above 1 MiB, refused at put and logged
+    failed: int = 0  # entries given up on (budget or deadline), logged with the record
+    put_calls: int = 0  # PutRecords calls made
+    call_errors: int = 0  # whole calls that failed and were retried
+    buffered: int = 0  # accepted and not yet published or failed
+    buffered_peak: int = 0
+
+
+@dataclass(slots=True)
+class _Entry:
+    trade_id: str
+    key: str
+    data: bytes
+    size: int
+    attempts: int = 0
+    last_error: str = ""
+
+
+def record_size(trade: Trade) -> int:
+    """Bytes a trade counts for against Kinesis limits: data plus partition key."""
+    return len(trade.to_record()) + len(trade.s.encode())
+
+
+class KinesisPublisher:
+    def __init__(
+        self,
+        client: Any,
+        stream_name: str,
+        *,
+        batch_max_records: int = KINESIS_MAX_BATCH_RECORDS,
+        batch_max_bytes: int = KINESIS_MAX_BATCH_BYTES,
+        linger_ms: int = 50,
+        buffer_max_records: int = 10_000,
+        max_put_attempts: int = 20,
+        backoff_base: float = 0.1,
+        backoff_max: float = 5.0,
+        rng: random.Random | None = None,
+    ) -> None:
+        if not 1 <= batch_max_records <= KINESIS_MAX_BATCH_RECORDS:
+            raise ValueError(f"batch_max_records must be 1..{KINESIS_MAX_BATCH_RECORDS}")
+        if not KINESIS_MAX_RECORD_BYTES <= batch_max_bytes <= KINESIS_MAX_BATCH_BYTES:
+            raise ValueError("batch_max_bytes must be between 1 MiB and 5 MiB")
+        if buffer_max_records < 1 or max_put_attempts < 1:
+            raise ValueError("buffer_max_records and max_put_attempts must be >= 1")
+        self.stream_name = stream_name
+        self.stats = PublisherStats()
+        self.error: PublisherError | None = None
+        self._client = client
+        self._max_records = batch_max_records
+        self._max_bytes = batch_max_bytes
+        self._linger = linger_ms / 1000
+        self._max_attempts = max_put_attempts
+        self._backoff = Backoff(backoff_base, backoff_max, rng)
+        self._slots = asyncio.Semaphore(buffer_max_records)
+        self._pending: deque[_Entry] = deque()
+        self._pending_bytes = 0
+        self._unsent: list[_Entry] = []  # taken from _pending: in flight or waiting for a resend
+        self._arrived = asyncio.Event()
+        self._full = asyncio.Event()
+        self._closing = False
+        self._task: asyncio.Task[None] | None = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="kinesis-publisher")
+
+    @property
+    def task(self) -> asyncio.Task[None] | None:
+        return self._task
+
+    async def __aenter__(self) -> KinesisPublisher:
+        self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close(deadline_seconds=25)
+
+    async def close(self, deadline_seconds: float) -> None:
+        """Flush what is buffered within the deadline; whatever is left is failed and logged."""
+        self._closing = True
+        self._arrived.set()
+        self._full.set()
+        if self._task is not None:
+            done, _ = await asyncio.wait({self._task}, timeout=max(deadline_seconds, 0))
+            if not done:
+                self._task.cancel()
+                await asyncio.wait({self._task})
+        reason = "shutdown deadline reached" if self.error is None else f"stopped: {self.error}"
+        for entry in [*self._unsent, *self._pending]:
+            self._fail(entry, reason)
+        self._unsent.clear()
+        self._pending.clear()
+        self._pending_bytes = 0
+
+    # -- producing side ----------------------------------------------------------------------
+
+    async def put(self, trade: Trade) -> bool:
+        """Buffer a trade, waiting while the buffer is full. False if it was dropped by policy."""
+        self._check_open()
+        data = trade.to_record()
+        entry = _Entry(trade.id, trade.s, data, len(data) + len(trade.s.encode()))
+        if entry.size > KINESIS_MAX_RECORD_BYTES:
+            self.stats.dropped_by_policy += 1
+            logger.warning(
+                "trade dropped by policy: record above the 1 MiB Kinesis limit",
+                extra={"trade_id": entry.trade_id, "bytes": entry.size},
+            )
+            return False
+        await self._slots.acquire()
+        if self._closing:
+            self._slots.release()
+            raise PublisherClosedError()
+        self._pending.append(entry)
+        self._pending_bytes += entry.size
+        self.stats.received += 1
+        self.stats.buffered += 1
+        self.stats.buffered_peak = max(self.stats.buffered_peak, self.stats.buffered)
+        self._arrived.set()
+        if self._batch_ready():
+            self._full.set()
+        return True
+
+    def _check_open(self) -> None:
+        if self._closing:
+            raise PublisherClosedError()
+        if self._task is not None and self._task.done():
+            raise self.error or PublisherClosedError()
+
+    # -- sending side ------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        try:
+            while batch := await self._next_batch():
+                failed = await self._send(batch)
+                self._unsent = [e for e in failed if e.attempts < self._max_attempts]
+                for entry in failed:
+                    if entry.attempts >= self._max_attempts:
+                        self._fail(entry, f"{entry.last_error} after {entry.attempts} attempts")
+                if self._unsent:
+                    worst = max(e.attempts for e in self._unsent)
+                    await asyncio.sleep(self._backoff.delay(worst))
+        except Exception as exc:
+            # Kept, not raised: the owner sees the task end and reads ``error`` (see app.run).
+            self.error = (
+                exc
+                if isinstance(exc, PublisherError)
+                else PublisherError(f"unexpected {type(exc).__name__}: {exc}", type(exc).__name__)
+            )
+            logger.error(
+                "publisher stopped", extra={"code": self.error.code, "reason": str(self.error)}
+            )
+
+    def _batch_ready(self) -> bool:
+        return len(self._pending) >= self._max_records or self._pending_bytes >= self._max_bytes
+
+    async def _next_batch(self) -> list[_Entry]:
+        """Resends first, then new entries up to the limits; empty once closed and drained."""
+        if not self._unsent:
+            while not self._pending and not self._closing:
+                self._arrived.clear()
+                await self._arrived.wait()
+            if not self._pending:
+                return []
+            if self._linger and not self._closing and not self._batch_ready():
+                self._full.clear()
+                # Waiting on an Event loses nothing when it times out (unlike Queue.get).
+                try:
+                    async with asyncio.timeout(self._linger):
+                        await self._full.wait()
+                except TimeoutError:
+                    pass
+        batch = self._unsent
+        size = sum(e.size for e in batch)
+        while self._pending and len(batch) < self._max_records:
+            entry = self._pending[0]
+            if size + entry.size > self._max_bytes:
+                break
+            self._pending.popleft()
+            self._pending_bytes -= entry.size
+            batch.append(entry)
+            size += entry.size
+        return batch
+
+    async def _send(self, batch: list[_Entry]) -> list[_Entry]:
+        """One PutRecords call; returns the entries to try again."""
+        self.stats.retried += sum(1 for e in batch if e.attempts)
+        for entry in batch:
+            entry.attempts += 1
+        self.stats.put_calls += 1
+        records = [{"Data": e.data, "PartitionKey": e.key} for e in batch]
+        try:
+            response = await self._client.put_records(StreamName=self.stream_name, Records=records)
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", "ClientError"))
+            status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+            if code not in RETRYABLE_CODES and status < 500:
+                raise PublisherError(_advice(code, self.stream_name), code) from exc
+            return self._call_failed(batch, code)
+        except TRANSIENT_ERRORS as exc:
+            return self._call_failed(batch, type(exc).__name__)
+        failed = []
+        for entry, result in zip(batch, response["Records"], strict=True):
+            if "ErrorCode" in result:
+                entry.last_error = str(result["ErrorCode"])
+                failed.append(entry)
+            else:
+                self._settle()
+                self.stats.published += 1
+        return failed
+
+    def _call_failed(self, batch: list[_Entry], code: str) -> list[_Entry]:
+        self.stats.call_errors += 1
+        logger.warning(
+            "PutRecords call failed; retrying", extra={"code": code, "records": len(batch)}
+        )
+        for entry in batch:
+            entry.last_error = code
+        return batch
+
+    def _settle(self) -> None:
+        self.stats.buffered -= 1
+        self._slots.release()
+
+    def _fail(self, entry: _Entry, reason: str) -> None:
+        self._settle()
+        self.stats.failed += 1
+        logger.error(
+            "trade not published",
+            extra={"trade_id": entry.trade_id, "reason": reason, "record": json.loads(entry.data)},
+        )
+
+
+def _advice(code: str, stream: str) -> str:
+    if code == "ResourceNotFoundException":
+        return f"Kinesis stream {stream!r} not found: create it or set STREAM_NAME"
+    if code in ("AccessDeniedException", "UnrecognizedClientException"):
+        return f"not allowed to PutRecords on {stream!r}: check the credentials and IAM policy"
+    return f"PutRecords failed with {code}: not retryable, check the configuration"

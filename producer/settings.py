@@ -1,0 +1,159 @@
+"""Settings of the producer, read from UPPER_CASE environment variables (or keyword arguments).
+
+Unsafe values are refused at startup with a message that says what to do: batches above Kinesis'
+limits, an unbounded buffer, a shutdown deadline the container platform would cut short, a Finnhub
+URL that would send the API key in clear text to a remote host. Validation errors never echo the
+input (``hide_input_in_errors``), so a bad setting cannot leak ``FINNHUB_API_KEY``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from tradestream.trade import SYMBOL_PATTERN
+
+MiB = 1024 * 1024
+# Kinesis PutRecords limits (DESIGN.md, "AWS limits").
+KINESIS_MAX_BATCH_RECORDS = 500
+KINESIS_MAX_BATCH_BYTES = 5 * MiB
+KINESIS_MAX_RECORD_BYTES = 1 * MiB
+# Finnhub's free plan allows 50 symbols per connection; more is refused by the server anyway.
+MAX_SYMBOLS = 50
+# ECS lets a task's stopTimeout go up to 120 s; a deadline at or above it is always cut short.
+ECS_MAX_STOP_TIMEOUT_SECONDS = 120
+
+Source = Literal["synthetic", "finnhub", "replay"]
+DEFAULT_SYMBOLS = ("AAPL", "MSFT", "AMZN", "BINANCE:BTCUSDT")
+
+
+class ProducerSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        extra="ignore", frozen=True, hide_input_in_errors=True, env_ignore_empty=True
+    )
+
+    stream_name: str = Field(default="trades", pattern=r"^[a-zA-Z0-9_.-]{1,128}$")
+
+    # Declared before ``source`` so the source validator can see them (fields validate in order).
+    finnhub_api_key: SecretStr | None = None
+    replay_file: Path | None = None
+    # None means: finnhub when FINNHUB_API_KEY is set, synthetic otherwise.
+    source: Source = Field(default=None, validate_default=True)
+
+    finnhub_url: str = "wss://ws.finnhub.io"
+    symbols: Annotated[tuple[str, ...], NoDecode] = DEFAULT_SYMBOLS
+    watchdog_seconds: float = Field(default=30, gt=0, le=3600)
+    reconnect_backoff_base_seconds: float = Field(default=1, gt=0, le=60)
+    reconnect_backoff_max_seconds: float = Field(default=60, gt=0, le=3600)
+
+    synthetic_rate: float = Field(default=0, ge=0, le=1_000_000, description="0 = unthrottled")
+    synthetic_seed: int = 7
+    max_trades: int = Field(default=0, ge=0, description="distinct trades; 0 = unbounded")
+    replay_pace: Literal["fast", "recorded"] = "fast"
+
+    # A batch must hold at least one maximum-size record, or such a record could never be sent.
+    batch_max_records: int = Field(default=KINESIS_MAX_BATCH_RECORDS, ge=1, le=500)
+    batch_max_bytes: int = Field(
+        default=KINESIS_MAX_BATCH_BYTES, ge=KINESIS_MAX_RECORD_BYTES, le=KINESIS_MAX_BATCH_BYTES
+    )
+    linger_ms: int = Field(default=50, ge=0, le=10_000)
+    buffer_max_records: int = Field(default=10_000, ge=1, le=1_000_000)
+    # 20 attempts with the default backoff (0.1 s doubling to 5 s, full jitter) ride out about
+    # 35 s of throttling or outage (71 s at most) before a trade is given up on and logged.
+    max_put_attempts: int = Field(default=20, ge=1, le=100)
+    put_backoff_base_seconds: float = Field(default=0.1, gt=0, le=10)
+    put_backoff_max_seconds: float = Field(default=5, gt=0, le=60)
+    shutdown_deadline_seconds: float = Field(
+        default=25, gt=0, lt=ECS_MAX_STOP_TIMEOUT_SECONDS, description="keep below stopTimeout"
+    )
+
+    @field_validator("finnhub_api_key", mode="before")
+    @classmethod
+    def _blank_key_is_no_key(cls, value: Any) -> Any:
+        text = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if isinstance(text, str) and not text.strip():
+            return None
+        return value
+
+    @field_validator("source", mode="before")
+    @classmethod
+    def _source_has_what_it_needs(cls, value: Any, info: ValidationInfo) -> Any:
+        key = info.data.get("finnhub_api_key")
+        if value is None or value == "":
+            return "finnhub" if key is not None else "synthetic"
+        if value == "finnhub" and key is None:
+            raise ValueError("SOURCE=finnhub needs FINNHUB_API_KEY (or use SOURCE=synthetic)")
+        if value == "replay":
+            replay_file = info.data.get("replay_file")
+            if replay_file is None:
+                raise ValueError("SOURCE=replay needs REPLAY_FILE, an NDJSON file of trades")
+            if not Path(replay_file).is_file():
+                raise ValueError("REPLAY_FILE does not exist or is not a file")
+        return value
+
+    @field_validator("finnhub_url")
+    @classmethod
+    def _safe_finnhub_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in ("ws", "wss") or not parts.hostname:
+            raise ValueError("FINNHUB_URL must be a ws:// or wss:// URL, e.g. wss://ws.finnhub.io")
+        if parts.query or parts.fragment or parts.username or parts.password:
+            raise ValueError("FINNHUB_URL must not carry a query, fragment or credentials")
+        if parts.scheme == "ws" and not _is_loopback(parts.hostname):
+            raise ValueError(
+                "FINNHUB_URL must use wss:// for remote hosts (the token is in the URL)"
+            )
+        return value
+
+    @field_validator("symbols", mode="before")
+    @classmethod
+    def _split_symbols(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.split(",")
+        if isinstance(value, list | tuple):
+            # Order kept, duplicates dropped: subscribing twice is pointless.
+            return tuple(dict.fromkeys(str(s).strip() for s in value if str(s).strip()))
+        return value
+
+    @field_validator("symbols")
+    @classmethod
+    def _valid_symbols(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("SYMBOLS must list at least one symbol, e.g. AAPL,BINANCE:BTCUSDT")
+        if len(value) > MAX_SYMBOLS:
+            raise ValueError(f"SYMBOLS lists {len(value)} symbols; Finnhub allows {MAX_SYMBOLS}")
+        bad = [s for s in value if not re.fullmatch(SYMBOL_PATTERN, s)]
+        if bad:
+            raise ValueError(f"SYMBOLS has invalid symbols: {', '.join(bad)}")
+        return value
+
+    @field_validator("reconnect_backoff_max_seconds")
+    @classmethod
+    def _reconnect_max_above_base(cls, value: float, info: ValidationInfo) -> float:
+        base = info.data.get("reconnect_backoff_base_seconds")
+        if base is not None and value < base:
+            raise ValueError("RECONNECT_BACKOFF_MAX_SECONDS must be >= the base")
+        return value
+
+    @field_validator("put_backoff_max_seconds")
+    @classmethod
+    def _put_max_above_base(cls, value: float, info: ValidationInfo) -> float:
+        base = info.data.get("put_backoff_base_seconds")
+        if base is not None and value < base:
+            raise ValueError("PUT_BACKOFF_MAX_SECONDS must be >= PUT_BACKOFF_BASE_SECONDS")
+        return value
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
