@@ -12,8 +12,8 @@ from pydantic import SecretStr
 
 from producer.app import ProducerStats, run
 from producer.settings import ProducerSettings
-from tests.functional.test_producer_publish import create_stream, read_stream
 from tests.support.fake_finnhub import FakeFinnhub
+from tests.support.kinesis import create_stream, read_stream
 
 TOKEN = "e2e-token"
 T0 = 1_700_000_000_000

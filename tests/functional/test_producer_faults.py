@@ -10,7 +10,7 @@ import pytest
 
 from producer.app import run
 from producer.settings import ProducerSettings
-from tests.functional.test_producer_publish import create_stream, expected_ids, read_stream
+from tests.support.kinesis import create_stream, expected_ids, read_stream
 from tradestream.local.faults import FaultProxy
 from tradestream.local.moto_server import MotoHandle
 
