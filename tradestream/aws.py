@@ -9,6 +9,7 @@ Nothing here asks "am I local?".
 from __future__ import annotations
 
 import os
+import threading
 from contextlib import AbstractAsyncContextManager
 from typing import Any
 
@@ -45,11 +46,23 @@ def client_config(
     )
 
 
+_session: boto3.session.Session | None = None
+_session_lock = threading.Lock()
+
+
 def client(service: str, config: Config | None = None, **kwargs: Any) -> Any:
-    """A boto3 client honouring the standard endpoint and region variables."""
-    return boto3.session.Session().client(
-        service, config=client_config().merge(config) if config else client_config(), **kwargs
-    )
+    """A boto3 client honouring the standard endpoint and region variables.
+
+    One session is shared: building a session reloads botocore's service models (~0.1 s each
+    time). Creating clients from a session is not thread-safe, hence the lock; the clients are.
+    Endpoint variables are read at each client's creation, so changing them takes effect.
+    """
+    global _session
+    merged = client_config().merge(config) if config else client_config()
+    with _session_lock:
+        if _session is None:
+            _session = boto3.session.Session()
+        return _session.client(service, config=merged, **kwargs)
 
 
 def aio_client(

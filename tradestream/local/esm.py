@@ -1,0 +1,453 @@
+"""Emulation of a Lambda event source mapping on a Kinesis data stream, invoking a Python handler
+in this process.
+
+Emulated, driven by ``MappingSettings`` (read from the template by ``tradestream.local.template``):
+
+- one poller thread per shard (GetShardIterator / GetRecords through boto3), polling again at once
+  while a shard has a backlog and every ``poll_interval_s`` when it is at its tip;
+- StartingPosition TRIM_HORIZON, LATEST (the tip when ``start()`` returns) and AT_TIMESTAMP;
+- BatchSize, MaximumBatchingWindowInSeconds, and the 6 MB synchronous payload limit, which caps a
+  batch before BatchSize does when records are large;
+- AWS's exact Kinesis event and a Lambda-like context (``esm_context.LambdaContext``); the
+  response goes through JSON, as Lambda's would;
+- ReportBatchItemFailures: checkpoint before the lowest reported sequence number and redeliver
+  from it; null/empty responses succeed; malformed ones fail the whole batch;
+- function errors (exceptions, non-JSON responses, runs past the function timeout) fail the whole
+  batch; BisectBatchOnFunctionError splits it in halves, which does not count as a retry;
+- MaximumRetryAttempts and MaximumRecordAgeInSeconds, after which the batch metadata (never the
+  data) goes to the OnFailure SQS destination in AWS's shape, and the shard moves past the batch;
+- shards created after ``start()`` are found by a periodic ListShards and read from TRIM_HORIZON.
+
+Not emulated:
+
+- ParallelizationFactor > 1 (batches of a shard run one at a time; a warning says so);
+- tumbling windows, filter criteria and OnSuccess destinations (the template reader refuses
+  them), SNS/S3/Kafka on-failure destinations (refused here), enhanced fan-out consumers;
+- resharding beyond the initial shards: a child shard is read as soon as it is found, without
+  waiting for its parents to drain, so per-key order across a reshard is not kept;
+- throttling of the function or of GetRecords (5 calls/s per shard), the function's concurrency,
+  iterator age metrics, the event source mapping API (Create/Update/Delete, Enabled toggling at
+  run time) and its states;
+- durable checkpoints: positions live in memory, so a new mapping starts again at its
+  StartingPosition (TRIM_HORIZON redelivers everything; the hotstore sink is idempotent);
+- a retried batch holds the same records (or the failed suffix); AWS may re-read the shard and
+  top the batch up to BatchSize. Retries wait ``retry_delay_s`` (default: the poll interval).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Any
+
+from tradestream import aws
+from tradestream.local.esm_context import LambdaContext, function_arn
+from tradestream.local.esm_events import (
+    EventSource,
+    FailureCondition,
+    Outcome,
+    build_event,
+    from_get_records,
+    function_error,
+    interpret_response,
+    on_failure_record,
+)
+from tradestream.local.esm_state import (
+    Batch,
+    MappingStats,
+    Settlement,
+    ShardState,
+    settle,
+    split_expired,
+)
+from tradestream.local.template import MappingSettings, NotEmulatedError
+
+Handler = Callable[[dict[str, Any], Any], Any]
+
+log = logging.getLogger(__name__)
+
+# GetRecords returns at most 10,000 records per call.
+_GET_RECORDS_LIMIT = 10_000
+
+
+class EventSourceMappingError(RuntimeError):
+    code = "InvalidParameterValueException"
+
+
+class KinesisEventSourceMapping:
+    """Feeds one Kinesis stream to one handler, as a Lambda event source mapping would.
+
+    ``start()`` reads the shard list and opens every shard's iterator before it returns, so
+    with LATEST every record put afterwards is delivered. Use ``wait_caught_up`` to wait until
+    everything put so far has been handled, and ``stop`` (or the context manager) to end.
+    """
+
+    def __init__(
+        self,
+        *,
+        stream_arn: str,
+        function_name: str,
+        handler: Handler,
+        settings: MappingSettings,
+        region: str,
+        kinesis: Any = None,
+        sqs: Any = None,
+        poll_interval_s: float = 0.2,
+        retry_delay_s: float | None = None,
+        function_timeout_s: float = 60.0,
+        memory_limit_in_mb: int = 256,
+        invoke_identity_arn: str | None = None,
+        shard_refresh_s: float = 10.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        account_id = _arn_part(stream_arn, 4, "stream")
+        destination = settings.on_failure_destination_arn
+        if destination is not None and not destination.startswith("arn:aws:sqs:"):
+            raise NotEmulatedError(f"only SQS on-failure destinations are emulated: {destination}")
+        if settings.parallelization_factor > 1:
+            log.warning("ParallelizationFactor > 1 is not emulated: one batch per shard at a time")
+        self.stream_arn = stream_arn
+        self.function_name = function_name
+        self.function_arn = function_arn(region, account_id, function_name)
+        self.settings = settings
+        self._handler = handler
+        self._kinesis = kinesis if kinesis is not None else aws.client("kinesis")
+        self._sqs = sqs
+        self._poll_interval_s = poll_interval_s
+        self._retry_delay_s = poll_interval_s if retry_delay_s is None else retry_delay_s
+        self._function_timeout_s = function_timeout_s
+        self._memory_limit_in_mb = memory_limit_in_mb
+        self._shard_refresh_s = shard_refresh_s
+        self._clock = clock
+        self._source = EventSource(
+            stream_arn=stream_arn,
+            region=region,
+            invoke_identity_arn=invoke_identity_arn
+            or f"arn:aws:iam::{account_id}:role/{function_name}",
+        )
+        self._destination_url: str | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._shards: dict[str, ShardState] = {}
+        self._threads: list[threading.Thread] = []
+        self._stats = MappingStats()
+        self._started = False
+
+    # --- lifecycle ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._started:
+            raise EventSourceMappingError("a mapping starts once; create a new one to restart")
+        self._started = True
+        if not self.settings.enabled:
+            log.info("event source mapping for %s is disabled; not polling", self.function_name)
+            return
+        self._destination_url = self._resolve_destination()
+        for shard_id in self._list_shards():
+            self._add_shard(shard_id, self._initial_iterator_args())
+        self._spawn(self._discover_shards, "esm-discovery")
+
+    def stop(self, timeout: float = 10) -> bool:
+        """Stop polling; an invocation in progress finishes first. True if every thread ended.
+
+        Threads are daemons, so one stuck in a handler cannot keep the interpreter alive.
+        """
+        self._stop.set()
+        deadline = time.monotonic() + timeout
+        for thread in list(self._threads):
+            thread.join(max(0.0, deadline - time.monotonic()))
+        alive = [thread.name for thread in self._threads if thread.is_alive()]
+        if alive:
+            log.warning("event source mapping threads still running after %ss: %s", timeout, alive)
+        return not alive
+
+    def __enter__(self) -> KinesisEventSourceMapping:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    # --- observation ----------------------------------------------------------------------------
+
+    @property
+    def stats(self) -> MappingStats:
+        """A consistent snapshot of the counters."""
+        with self._lock:
+            return self._stats.snapshot()
+
+    def checkpoints(self) -> dict[str, str | None]:
+        with self._lock:
+            return {shard_id: shard.checkpoint for shard_id, shard in self._shards.items()}
+
+    def caught_up(self, *, since: float | None = None) -> bool:
+        """Every shard polled to its tip with nothing buffered, retried or in flight.
+
+        ``since`` (a ``time.monotonic()`` value) also requires that tip poll to have started at
+        or after it, so records put before ``since`` are known to be handled.
+        """
+        with self._lock:
+            if not self._shards:
+                return False
+            floor = float("-inf") if since is None else since
+            return all(shard.idle_since(floor) for shard in self._shards.values())
+
+    def wait_caught_up(self, timeout: float) -> bool:
+        """Wait until everything put to the stream before this call has been handled."""
+        since = time.monotonic()
+        deadline = since + timeout
+        while time.monotonic() < deadline:
+            if self.caught_up(since=since):
+                return True
+            time.sleep(min(0.02, self._poll_interval_s))
+        return self.caught_up(since=since)
+
+    # --- shards -----------------------------------------------------------------------------------
+
+    def _list_shards(self) -> list[str]:
+        shard_ids: list[str] = []
+        kwargs: dict[str, Any] = {"StreamARN": self.stream_arn}
+        while True:
+            page = self._kinesis.list_shards(**kwargs)
+            shard_ids.extend(shard["ShardId"] for shard in page["Shards"])
+            if not page.get("NextToken"):
+                return shard_ids
+            kwargs = {"NextToken": page["NextToken"]}
+
+    def _initial_iterator_args(self) -> dict[str, Any]:
+        position = self.settings.starting_position
+        args: dict[str, Any] = {"ShardIteratorType": position}
+        if position == "AT_TIMESTAMP" and self.settings.starting_position_timestamp is not None:
+            args["Timestamp"] = datetime.fromtimestamp(
+                self.settings.starting_position_timestamp, UTC
+            )
+        return args
+
+    def _add_shard(self, shard_id: str, iterator_args: dict[str, Any]) -> None:
+        shard = ShardState(shard_id)
+        shard.iterator = self._get_iterator(shard_id, iterator_args)
+        with self._lock:
+            self._shards[shard_id] = shard
+        self._spawn(lambda: self._poll_shard(shard), f"esm-{shard_id}")
+
+    def _get_iterator(self, shard_id: str, args: dict[str, Any]) -> str:
+        response = self._kinesis.get_shard_iterator(
+            StreamARN=self.stream_arn, ShardId=shard_id, **args
+        )
+        iterator: str = response["ShardIterator"]
+        return iterator
+
+    def _discover_shards(self) -> None:
+        while not self._stop.wait(self._shard_refresh_s):
+            try:
+                with self._lock:
+                    known = set(self._shards)
+                for shard_id in self._list_shards():
+                    if shard_id not in known:
+                        log.info("new shard %s: reading it from TRIM_HORIZON", shard_id)
+                        self._add_shard(shard_id, {"ShardIteratorType": "TRIM_HORIZON"})
+            except Exception:
+                log.exception("listing the shards of %s failed; retrying later", self.stream_arn)
+
+    def _spawn(self, target: Callable[[], None], name: str) -> None:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        self._threads.append(thread)
+        thread.start()
+
+    # --- one shard's loop -------------------------------------------------------------------------
+
+    def _poll_shard(self, shard: ShardState) -> None:
+        while not self._stop.is_set():
+            try:
+                wait = self._step(shard)
+            except Exception:
+                # Network trouble or an expired iterator: renew it after the last fetched record,
+                # and try the batch that was being handled again (at-least-once, never lost).
+                log.exception("polling %s failed; renewing the iterator", shard.shard_id)
+                shard.iterator = None
+                with self._lock:
+                    shard.requeue_in_flight()
+                wait = self._poll_interval_s
+            if shard.closed and shard.idle_since(float("-inf")):
+                return
+            if wait > 0:
+                self._stop.wait(wait)
+
+    def _step(self, shard: ShardState) -> float:
+        """Poll and/or invoke once; return how long to wait before the next step."""
+        fetched = 0
+        behind = 0
+        if shard.wants_records(self.settings):
+            fetched, behind = self._fetch(shard)
+        with self._lock:
+            batch = shard.take_batch(time.monotonic(), self.settings)
+        if batch is not None:
+            return self._process(shard, batch)
+        if fetched or behind:
+            return 0.0  # a backlog: poll again at once
+        with self._lock:
+            window = shard.window_remaining(time.monotonic(), self.settings) if shard.buffer else 0
+        return min(self._poll_interval_s, window) if window > 0 else self._poll_interval_s
+
+    def _fetch(self, shard: ShardState) -> tuple[int, int]:
+        if shard.iterator is None:
+            args = (
+                {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "StartingSequenceNumber": last}
+                if (last := shard.last_fetched or shard.checkpoint)
+                else self._initial_iterator_args()
+            )
+            shard.iterator = self._get_iterator(shard.shard_id, args)
+        polled_at = time.monotonic()
+        limit = min(_GET_RECORDS_LIMIT, self.settings.batch_size - len(shard.buffer))
+        response = self._kinesis.get_records(
+            ShardIterator=shard.iterator, StreamARN=self.stream_arn, Limit=limit
+        )
+        records = [from_get_records(shard.shard_id, r, self._source) for r in response["Records"]]
+        behind = int(response.get("MillisBehindLatest", 0))
+        with self._lock:
+            shard.iterator = response.get("NextShardIterator")
+            shard.closed = shard.iterator is None
+            shard.add_fetched(
+                records, polled_at=polled_at, millis_behind=behind, now=time.monotonic()
+            )
+        return len(records), behind
+
+    def _process(self, shard: ShardState, batch: Batch) -> float:
+        old, live = split_expired(batch, self._clock(), self.settings.maximum_record_age_s)
+        if old is not None:
+            if not self._discard(old, "RecordAgeExceeded"):
+                return 0.0  # stopping before the on-failure record was sent: keep the position
+            with self._lock:
+                shard.finish(Settlement(discard=old, next_batches=(live,) if live else ()))
+            return 0.0  # the live rest is now first in line
+        assert live is not None
+        outcome = self._invoke(live)
+        tried = replace(
+            live,
+            invocations=live.invocations + 1,
+            last_response=dict(outcome.response_context),
+        )
+        settlement = settle(tried, outcome, self.settings)
+        if settlement.discard is not None and not self._discard(
+            settlement.discard, "RetryAttemptsExhausted"
+        ):
+            return 0.0
+        with self._lock:
+            shard.finish(settlement)
+            self._count(outcome, settlement)
+        return self._retry_delay_s if settlement.retry_delay else 0.0
+
+    def _count(self, outcome: Outcome, settlement: Settlement) -> None:
+        stats = self._stats
+        stats.records_succeeded += len(settlement.succeeded)
+        stats.batch_item_failures += outcome.reported_failures
+        stats.function_errors += outcome.kind == "function_error"
+        stats.invalid_responses += outcome.kind == "invalid_response"
+        stats.bisections += settlement.bisected
+
+    # --- the function -----------------------------------------------------------------------------
+
+    def _invoke(self, batch: Batch) -> Outcome:
+        context = LambdaContext(
+            function_name=self.function_name,
+            invoked_function_arn=self.function_arn,
+            timeout_s=self._function_timeout_s,
+            memory_limit_in_mb=self._memory_limit_in_mb,
+        )
+        event = build_event(batch.records, self._source)
+        with self._lock:
+            self._stats.invocations += 1
+            self._stats.records_delivered += len(batch)
+        try:
+            # Lambda serialises the response; what cannot be serialised is a function error.
+            response = json.loads(json.dumps(self._handler(event, context)))
+        except Exception:
+            log.exception(
+                "%s failed on %d records (request %s)",
+                self.function_name,
+                len(batch),
+                context.aws_request_id,
+            )
+            return function_error()
+        if context.overran:
+            log.error("%s ran past its %ss timeout", self.function_name, self._function_timeout_s)
+            return function_error()
+        return interpret_response(
+            response,
+            batch.records,
+            report_batch_item_failures=self.settings.report_batch_item_failures,
+        )
+
+    # --- the on-failure destination ---------------------------------------------------------------
+
+    def _resolve_destination(self) -> str | None:
+        arn = self.settings.on_failure_destination_arn
+        if arn is None:
+            return None
+        if self._sqs is None:
+            self._sqs = aws.client("sqs")
+        queue_name = _arn_part(arn, 5, "queue")
+        owner = _arn_part(arn, 4, "queue")
+        url: str = self._sqs.get_queue_url(QueueName=queue_name, QueueOwnerAWSAccountId=owner)[
+            "QueueUrl"
+        ]
+        return url
+
+    def _discard(self, batch: Batch, condition: FailureCondition) -> bool:
+        """Send the batch's metadata to the destination. False only if stopped before it was."""
+        if self._destination_url is None:
+            log.warning(
+                "discarding %d records of %s (%s) with no on-failure destination",
+                len(batch),
+                batch.records[0].shard_id,
+                condition,
+            )
+        else:
+            body = json.dumps(
+                on_failure_record(
+                    records=batch.records,
+                    condition=condition,
+                    invoke_count=batch.invocations,
+                    last_response=batch.last_response,
+                    request_id=str(uuid.uuid4()),
+                    function_arn=self.function_arn,
+                    stream_arn=self.stream_arn,
+                    now=self._clock(),
+                )
+            )
+            if not self._send_until_stopped(body):
+                return False
+        with self._lock:
+            self._stats.on_failure_sent += self._destination_url is not None
+            self._stats.records_discarded += len(batch)
+        return True
+
+    def _send_until_stopped(self, body: str) -> bool:
+        # Checkpointing past records whose metadata was not kept would lose them silently.
+        while True:
+            try:
+                self._sqs.send_message(QueueUrl=self._destination_url, MessageBody=body)
+                return True
+            except Exception:
+                log.exception("sending an on-failure record failed; retrying")
+                if self._stop.wait(self._retry_delay_s or self._poll_interval_s):
+                    return False
+
+
+def _arn_part(arn: str, index: int, what: str) -> str:
+    parts = arn.split(":", 5)
+    if len(parts) != 6 or not parts[index]:
+        raise EventSourceMappingError(f"{arn!r} is not a {what} ARN")
+    return parts[index]

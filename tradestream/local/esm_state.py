@@ -1,0 +1,193 @@
+"""State of the emulated Kinesis event source mapping, and the rules that move it.
+
+Per shard: the iterator position, records fetched but not yet invoked (the batching buffer),
+batches waiting to be invoked again (retries, bisected halves, the failed suffix of a partial
+batch), the checkpoint, and whether the last poll found the shard at its tip. ``settle`` decides,
+from an invocation's outcome and the mapping settings, what is done, what is invoked next and
+what is discarded to the on-failure destination.
+
+No I/O and no threads here: the adapter (``esm.py``) polls, invokes and sends, and calls in here
+holding its lock.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from tradestream.local.esm_events import Outcome, StreamRecord, records_within_payload
+from tradestream.local.template import MappingSettings
+
+
+@dataclass(frozen=True)
+class Batch:
+    """Records invoked together, with how often they have been tried."""
+
+    records: tuple[StreamRecord, ...]
+    retries: int = 0  # re-invocations after failures; bisecting does not count (AWS docs)
+    invocations: int = 0  # invocations that included these records: approximateInvokeCount
+    last_response: dict[str, Any] | None = None
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def halves(self) -> tuple[Batch, Batch]:
+        middle = len(self.records) // 2
+        return (
+            replace(self, records=self.records[:middle]),
+            replace(self, records=self.records[middle:]),
+        )
+
+    def split_at(self, sequence_number: str) -> tuple[tuple[StreamRecord, ...], Batch]:
+        """Records before ``sequence_number`` (done), and the batch from it on (to retry)."""
+        index = next(
+            i for i, record in enumerate(self.records) if record.sequence_number == sequence_number
+        )
+        return self.records[:index], replace(self, records=self.records[index:])
+
+
+def split_expired(
+    batch: Batch, now: float, maximum_record_age_s: int
+) -> tuple[Batch | None, Batch | None]:
+    """(records too old to invoke, the rest). Records arrive in order, so the old ones lead."""
+    if maximum_record_age_s < 0:
+        return None, batch
+    expired = 0
+    for record in batch.records:
+        if now - record.arrival <= maximum_record_age_s:
+            break
+        expired += 1
+    if expired == 0:
+        return None, batch
+    old = replace(batch, records=batch.records[:expired])
+    rest = replace(batch, records=batch.records[expired:]) if expired < len(batch) else None
+    return old, rest
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """What follows one invocation of a batch."""
+
+    succeeded: tuple[StreamRecord, ...] = ()  # checkpoint past these
+    next_batches: tuple[Batch, ...] = ()  # invoke these next, before anything newer
+    discard: Batch | None = None  # send to the on-failure destination, then skip past
+    retry_delay: bool = False  # the same records again: back off before re-invoking
+    bisected: bool = False
+
+
+def settle(batch: Batch, outcome: Outcome, settings: MappingSettings) -> Settlement:
+    if outcome.kind == "success":
+        return Settlement(succeeded=batch.records)
+    if outcome.kind == "partial" and outcome.failed_sequence is not None:
+        # Lambda checkpoints before the lowest failed record and retries from it. With bisect on,
+        # AWS "bisects at the returned sequence number", which is the same split.
+        done, remainder = batch.split_at(outcome.failed_sequence)
+        return replace(_retry_or_discard(remainder, settings), succeeded=done)
+    # An exception, a timeout or an invalid partial response: the whole batch failed.
+    if settings.bisect_batch_on_function_error and len(batch) > 1:
+        return Settlement(next_batches=batch.halves(), bisected=True)
+    return _retry_or_discard(batch, settings)
+
+
+def _retry_or_discard(batch: Batch, settings: MappingSettings) -> Settlement:
+    limit = settings.maximum_retry_attempts
+    if limit != -1 and batch.retries >= limit:
+        return Settlement(discard=batch)
+    return Settlement(next_batches=(replace(batch, retries=batch.retries + 1),), retry_delay=True)
+
+
+@dataclass
+class ShardState:
+    shard_id: str
+    iterator: str | None = None
+    buffer: deque[StreamRecord] = field(default_factory=deque)
+    pending: deque[Batch] = field(default_factory=deque)
+    last_fetched: str | None = None  # where to resume if the iterator has to be renewed
+    checkpoint: str | None = None  # last sequence number done (succeeded or discarded)
+    window_opened: float | None = None  # monotonic time the oldest buffered record came in
+    at_tip_since_poll: float | None = None  # start of the last poll that found nothing newer
+    in_flight: Batch | None = None
+    closed: bool = False
+
+    def add_fetched(
+        self, records: list[StreamRecord], *, polled_at: float, millis_behind: int, now: float
+    ) -> None:
+        if records:
+            if not self.buffer:
+                self.window_opened = now
+            self.buffer.extend(records)
+            self.last_fetched = records[-1].sequence_number
+        at_tip = not records and millis_behind == 0
+        self.at_tip_since_poll = polled_at if at_tip else None
+
+    def wants_records(self, settings: MappingSettings) -> bool:
+        return not self.closed and not self.pending and len(self.buffer) < settings.batch_size
+
+    def take_batch(self, now: float, settings: MappingSettings) -> Batch | None:
+        """The next batch to invoke: a retry first, else buffered records once a batch is due."""
+        if self.pending:
+            self.in_flight = self.pending.popleft()
+            return self.in_flight
+        if not self.buffer or not self._batch_due(now, settings):
+            return None
+        candidates = [self.buffer[i] for i in range(min(settings.batch_size, len(self.buffer)))]
+        count = records_within_payload(candidates)
+        for _ in range(count):
+            self.buffer.popleft()
+        self.window_opened = now if self.buffer else None
+        self.in_flight = Batch(records=tuple(candidates[:count]))
+        return self.in_flight
+
+    def _batch_due(self, now: float, settings: MappingSettings) -> bool:
+        if len(self.buffer) >= settings.batch_size or self.closed:
+            return True
+        if records_within_payload(self.buffer) < len(self.buffer):
+            return True  # the 6 MB payload is full before BatchSize is
+        return self.window_remaining(now, settings) <= 0
+
+    def window_remaining(self, now: float, settings: MappingSettings) -> float:
+        if self.window_opened is None:
+            return settings.maximum_batching_window_s
+        return settings.maximum_batching_window_s - (now - self.window_opened)
+
+    def finish(self, settlement: Settlement) -> None:
+        """Apply a settlement once its side effects (on-failure delivery) are durable."""
+        done = list(settlement.succeeded)
+        if settlement.discard is not None:
+            done.extend(settlement.discard.records)
+        if done:
+            self.checkpoint = done[-1].sequence_number
+        self.pending.extendleft(reversed(settlement.next_batches))
+        self.in_flight = None
+
+    def requeue_in_flight(self) -> None:
+        """Put back a batch whose handling broke off, so it is tried again, not lost."""
+        if self.in_flight is not None:
+            self.pending.appendleft(self.in_flight)
+            self.in_flight = None
+
+    def idle_since(self, since: float) -> bool:
+        """Nothing buffered, retried or in flight, and a poll started at or after ``since``
+        found the shard at its tip (no records, MillisBehindLatest 0) or the shard is closed."""
+        if self.buffer or self.pending or self.in_flight is not None:
+            return False
+        if self.closed:
+            return True
+        return self.at_tip_since_poll is not None and self.at_tip_since_poll >= since
+
+
+@dataclass
+class MappingStats:
+    invocations: int = 0
+    records_delivered: int = 0  # records handed to the function, redeliveries included
+    records_succeeded: int = 0  # records checkpointed after a successful invocation
+    batch_item_failures: int = 0  # itemIdentifiers the function reported
+    function_errors: int = 0  # exceptions and timeouts
+    invalid_responses: int = 0  # malformed partial batch responses (whole batch failed)
+    bisections: int = 0
+    on_failure_sent: int = 0  # on-failure records delivered to the destination
+    records_discarded: int = 0  # records skipped past (retries exhausted or too old)
+
+    def snapshot(self) -> MappingStats:
+        return replace(self)

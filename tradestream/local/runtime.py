@@ -1,0 +1,136 @@
+"""The embedded stack: moto server (or the configured endpoint), the templates deployed through its
+CloudFormation API, and the Kinesis event source mapping emulation invoking the hotstore handler
+in this process, as Lambda would.
+
+The function's code, environment, timeout and memory come from the template (``FunctionSettings``)
+and the code is found the way Lambda finds it, from the ``Handler`` string, so this core module
+imports no deployable.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from tradestream.local.esm import KinesisEventSourceMapping
+from tradestream.local.esm_context import LambdaContext, function_arn
+from tradestream.local.moto_server import MotoHandle, ensure_credentials, start_moto
+from tradestream.local.settings import LocalSettings
+from tradestream.local.stack import DeployedStack, deploy
+
+Handler = Callable[[dict[str, Any], Any], Any]
+
+
+def load_handler(handler: str) -> Handler:
+    """Import ``package.module.function`` as the Lambda runtime does, with fresh module state."""
+    module_name, _, function_name = handler.rpartition(".")
+    module = importlib.import_module(module_name)
+    reset = getattr(module, "reset", None)
+    if callable(reset):
+        reset()  # a new "cold start": settings and clients are read again from the environment
+    fn: Handler = getattr(module, function_name)
+    return fn
+
+
+@dataclass
+class EmbeddedStack:
+    endpoint_url: str
+    region: str
+    stack: DeployedStack
+    settings: LocalSettings
+    mapping: KinesisEventSourceMapping | None = None
+    moto: MotoHandle | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def ready_line(self) -> dict[str, Any]:
+        """What `tradestream up` prints once everything is up (later stages add their keys)."""
+        return {
+            "aws_endpoint": self.endpoint_url,
+            "region": self.region,
+            "stream": self.stack.stream_name,
+            "stream_arn": self.stack.stream_arn,
+            "table": self.stack.table_name,
+            "dlq_url": self.stack.dlq_url,
+            **self.extra,
+        }
+
+    def hotstore_handler(self) -> Handler:
+        return load_handler(self.stack.function.handler)
+
+    def hotstore_context(self) -> LambdaContext:
+        function = self.stack.function
+        account = self.stack.stream_arn.split(":")[4]
+        return LambdaContext(
+            function_name=function.function_name,
+            invoked_function_arn=function_arn(self.region, account, function.function_name),
+            timeout_s=function.timeout_s,
+            memory_limit_in_mb=function.memory_limit_in_mb,
+        )
+
+
+def _use_endpoint(url: str) -> None:
+    # Everything in this process (producer, handler, CLI queries) reaches AWS through the standard
+    # variable, exactly as the containers do in compose mode.
+    os.environ["AWS_ENDPOINT_URL"] = url
+    os.environ.setdefault("AWS_REGION", "us-east-1")
+    ensure_credentials()
+
+
+@contextmanager
+def _restored_environment() -> Iterator[None]:
+    """The stack sets process-wide variables (as Lambda's runtime would); put them back after."""
+    saved = dict(os.environ)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+@contextmanager
+def embedded_stack(
+    settings: LocalSettings | None = None, *, run_mapping: bool = True
+) -> Iterator[EmbeddedStack]:
+    """Start (or reuse) the endpoint, deploy the stacks, and run the hot path's mapping."""
+    settings = settings or LocalSettings()
+    with _restored_environment(), ExitStack() as cleanup:
+        moto: MotoHandle | None = None
+        endpoint = os.environ.get("AWS_ENDPOINT_URL")
+        if not endpoint:
+            moto = start_moto()
+            cleanup.callback(moto.stop)
+            endpoint = moto.url
+        _use_endpoint(endpoint)
+        stack = deploy(
+            stream_name=settings.stream_name,
+            table_name=settings.table_name,
+            hotstore_parameters={"TtlDays": str(settings.hotstore_ttl_days)},
+        )
+        # The function's environment as the template declares it, with this stack's values.
+        os.environ.update(stack.function.environment)
+        embedded = EmbeddedStack(
+            endpoint_url=endpoint,
+            region=os.environ["AWS_REGION"],
+            stack=stack,
+            settings=settings,
+            moto=moto,
+        )
+        if run_mapping:
+            mapping = KinesisEventSourceMapping(
+                stream_arn=stack.stream_arn,
+                function_name=stack.function.function_name,
+                handler=embedded.hotstore_handler(),
+                settings=stack.mapping,
+                region=embedded.region,
+                poll_interval_s=settings.poll_interval_seconds,
+                function_timeout_s=stack.function.timeout_s,
+                memory_limit_in_mb=stack.function.memory_limit_in_mb,
+            )
+            mapping.start()
+            cleanup.callback(mapping.stop)
+            embedded.mapping = mapping
+        yield embedded
