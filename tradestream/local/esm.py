@@ -48,7 +48,7 @@ from types import TracebackType
 from typing import Any
 
 from tradestream import aws
-from tradestream.local.esm_context import LambdaContext, function_arn
+from tradestream.local.lambda_context import LambdaContext, function_arn
 from tradestream.local.esm_events import (
     EventSource,
     FailureCondition,

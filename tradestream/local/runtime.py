@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tradestream.local.esm import KinesisEventSourceMapping
-from tradestream.local.esm_context import LambdaContext, function_arn
+from tradestream.local.lambda_context import LambdaContext, function_arn
 from tradestream.local.moto_server import MotoHandle, ensure_credentials, start_moto
 from tradestream.local.settings import LocalSettings
 from tradestream.local.stack import DeployedStack, deploy
