@@ -8,7 +8,7 @@ Emulated, driven by ``MappingSettings`` (read from the template by ``tradestream
 - StartingPosition TRIM_HORIZON, LATEST (the tip when ``start()`` returns) and AT_TIMESTAMP;
 - BatchSize, MaximumBatchingWindowInSeconds, and the 6 MB synchronous payload limit, which caps a
   batch before BatchSize does when records are large;
-- AWS's exact Kinesis event and a Lambda-like context (``esm_context.LambdaContext``); the
+- AWS's exact Kinesis event and a Lambda-like context (``lambda_context.LambdaContext``); the
   response goes through JSON, as Lambda's would;
 - ReportBatchItemFailures: checkpoint before the lowest reported sequence number and redeliver
   from it; null/empty responses succeed; malformed ones fail the whole batch;
