@@ -48,7 +48,6 @@ from types import TracebackType
 from typing import Any
 
 from tradestream import aws
-from tradestream.local.lambda_context import LambdaContext, function_arn
 from tradestream.local.esm_events import (
     EventSource,
     FailureCondition,
@@ -67,6 +66,7 @@ from tradestream.local.esm_state import (
     settle,
     split_expired,
 )
+from tradestream.local.lambda_context import LambdaContext, function_arn
 from tradestream.local.template import MappingSettings, NotEmulatedError
 
 Handler = Callable[[dict[str, Any], Any], Any]

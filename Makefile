@@ -1,0 +1,37 @@
+# The two quick-start commands (README) and what CI runs verbatim (.ci/run calls `make test`).
+# Each target installs what it needs into .venv first; nothing else has to be on the machine
+# beyond Python 3.11+ and make.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: install demo test lint typecheck unit bench clean
+
+$(BIN)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $@
+
+install: $(BIN)/.installed
+
+demo: install
+	$(BIN)/tradestream demo --trades 20000
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: install
+	$(BIN)/mypy
+
+test: lint typecheck
+	$(BIN)/pytest
+
+bench: install
+	$(BIN)/python -m bench.producer
+	$(BIN)/python -m bench.hotstore
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,102 @@
+"""The `tradestream` command: run the embedded stack, the demo, and Lambda handlers locally.
+
+stdout carries results only (the ready line, the summary, a handler's response); logs and
+progress go to stderr, so `tradestream up | head -1` or `--json | tail -1` are scriptable.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+import click
+
+from tradestream.trade import dumps
+
+
+@click.group()
+@click.version_option(package_name="tradestream")
+def main() -> None:
+    """tradestream: Kinesis + Lambda + Firehose + SageMaker + DynamoDB, runnable on a laptop."""
+
+
+@main.command()
+@click.option("--trades", type=click.IntRange(min=1), default=20_000, show_default=True)
+@click.option(
+    "--rate",
+    type=click.FloatRange(min=0),
+    default=0,
+    show_default=True,
+    help="Synthetic trades per second; 0 = as fast as the pipeline takes them.",
+)
+@click.option("--timeout", type=click.FloatRange(min=1), default=600, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="End with one JSON object on stdout.")
+def demo(trades: int, rate: float, timeout: float, as_json: bool) -> None:
+    """Run the embedded stack with the synthetic producer until TRADES trades have landed."""
+    from tradestream.demo import run_demo
+
+    # Per-batch log lines would drown the progress line; LOG_LEVEL=INFO brings them back.
+    os.environ.setdefault("LOG_LEVEL", "WARNING")
+
+    result = run_demo(trades, rate=rate, timeout=timeout)
+    if as_json:
+        click.echo(dumps(result.to_json()))
+    else:
+        click.echo("tradestream demo: summary")
+        for key, value in result.to_json().items():
+            click.echo(f"  {key:<18} {value}")
+    if not result.drained:
+        sys.exit(1)
+
+
+@main.command()
+@click.option(
+    "--source",
+    default="synthetic",
+    show_default=True,
+    help="synthetic | finnhub | replay:FILE | none",
+)
+def up(source: str) -> None:
+    """Start the embedded stack and keep it running until interrupted (Ctrl-C / SIGTERM)."""
+    from tradestream.local.runtime import embedded_stack
+    from tradestream.up import run_source
+
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
+    with embedded_stack() as stack:
+        producer = run_source(source, stack, stop)
+        click.echo(dumps(stack.ready_line()))
+        sys.stdout.flush()
+        stop.wait()
+        if producer is not None:
+            producer.join(timeout=30)
+
+
+@main.group()
+def local() -> None:
+    """Run pieces of the cloud deployment locally."""
+
+
+@local.command()
+@click.argument("function", type=click.Choice(["hotstore"]))
+@click.option("--event", "event_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def invoke(function: str, event_file: Path | None) -> None:
+    """Invoke a Lambda handler once with the event in FILE (stdin if omitted), like `sam local
+    invoke`, against the embedded stack; the handler's JSON response is the last stdout line."""
+    from tradestream.local.runtime import embedded_stack
+
+    raw = event_file.read_text() if event_file else sys.stdin.read()
+    event: dict[str, Any] = json.loads(raw)
+    with embedded_stack(run_mapping=False) as stack:
+        response = stack.hotstore_handler()(event, stack.hotstore_context())
+    click.echo(dumps(response))
+
+
+if __name__ == "__main__":
+    main()
