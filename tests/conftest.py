@@ -9,6 +9,9 @@ import pytest
 
 from tradestream.local.moto_server import DUMMY_CREDENTIALS, MotoHandle, start_moto
 
+# Fixtures that live beside their helpers, shared by several test modules.
+pytest_plugins = ["tests.support.hotstore"]
+
 
 @pytest.fixture(scope="session")
 def moto() -> Iterator[MotoHandle]:

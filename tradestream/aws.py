@@ -14,7 +14,6 @@ from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import boto3
-from aiobotocore.session import get_session
 from botocore.config import Config
 
 DEFAULT_REGION = "us-east-1"
@@ -69,5 +68,8 @@ def aio_client(
     service: str, config: Config | None = None, **kwargs: Any
 ) -> AbstractAsyncContextManager[Any]:
     """An aiobotocore client (an async context manager) with the same configuration."""
+    # Imported here: Lambda zips carry this module but not aiobotocore (only boto3 is there).
+    from aiobotocore.session import get_session
+
     merged = client_config().merge(config) if config else client_config()
     return get_session().create_client(service, config=merged, **kwargs)  # type: ignore[no-any-return]

@@ -1,0 +1,7 @@
+"""The hotstore function: Kinesis trade records -> DynamoDB ``stock_trades``, idempotently.
+
+Entry point for Lambda: ``lambdas.hotstore.handler.handler``. Modules, from the edge inwards:
+``records`` (decode and classify one Kinesis record), ``items`` (trade -> DynamoDB item),
+``writer`` (batched BatchWriteItem with retries), ``dlq`` (poison records -> SQS),
+``settings`` and ``retry``.
+"""

@@ -1,0 +1,237 @@
+"""Lambda entry point: a Kinesis batch of trades -> DynamoDB, poison records -> the DLQ.
+
+``handler`` answers ``{"batchItemFailures": [{"itemIdentifier": <sequenceNumber>}, ...]}`` (the
+event source mapping has ReportBatchItemFailures on) listing only records that may succeed later:
+writes that failed past the retry budget, and poison records the DLQ could not take. Poison
+records the DLQ took are successes (see ``lambdas.hotstore.dlq`` for why).
+
+Settings and clients are built on the first invocation and reused by later ones (the Lambda
+execution environment outlives an invocation); ``reset()`` forgets them, for tests and for the
+local runtime's "cold start". ``Hotstore`` takes explicit settings and clients.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from typing import Any, TypedDict
+
+from aws_lambda_powertools import Logger
+from botocore.config import Config
+
+from lambdas.hotstore.dlq import DeadLetter, DeadLetterQueue
+from lambdas.hotstore.items import Item, Key, key_of, to_item
+from lambdas.hotstore.records import PoisonRecordError, RecordRef, decode_trade
+from lambdas.hotstore.retry import Backoff
+from lambdas.hotstore.settings import HotstoreSettings
+from lambdas.hotstore.writer import BatchWriter
+from tradestream import aws
+from tradestream.trade import now_ms
+
+# stderr: Lambda sends both streams to CloudWatch, and locally stdout carries only results (the
+# ready line of `tradestream up`, the summary of `demo --json`, a `local invoke` response).
+logger = Logger(
+    service=os.environ.get("POWERTOOLS_SERVICE_NAME") or "hotstore",
+    logger_handler=logging.StreamHandler(sys.stderr),
+)
+
+
+class BatchItemFailure(TypedDict):
+    itemIdentifier: str
+
+
+class BatchResponse(TypedDict):
+    batchItemFailures: list[BatchItemFailure]
+
+
+# The writer and the DLQ sender own the retry budget; SDK retries underneath would multiply it
+# (3 x MAX_WRITE_ATTEMPTS) and could run the function into its timeout.
+_NO_SDK_RETRIES = Config(
+    retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=2, read_timeout=10
+)
+
+
+def dynamodb_client() -> Any:
+    return aws.client("dynamodb", config=_NO_SDK_RETRIES)
+
+
+def sqs_client() -> Any:
+    return aws.client("sqs", config=_NO_SDK_RETRIES)
+
+
+class Hotstore:
+    """The function's work for one batch, over explicit settings and clients."""
+
+    def __init__(
+        self,
+        settings: HotstoreSettings,
+        *,
+        dynamodb: Any,
+        sqs: Any,
+        clock_ms: Callable[[], int] = now_ms,
+        sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+        rand: Callable[[], float] | None = None,
+    ) -> None:
+        self.settings = settings
+        self._clock_ms = clock_ms
+        self._monotonic = monotonic
+        backoff = Backoff(
+            settings.write_backoff_base_seconds, settings.write_backoff_max_seconds, rand
+        )
+        self.writer = BatchWriter(
+            dynamodb,
+            settings.table_name,
+            max_attempts=settings.max_write_attempts,
+            backoff=backoff,
+            sleep=sleep,
+            monotonic=monotonic,
+        )
+        self.dlq = DeadLetterQueue(
+            sqs,
+            settings.dlq_url,
+            max_attempts=settings.max_dlq_attempts,
+            backoff=backoff,
+            sleep=sleep,
+            monotonic=monotonic,
+            clock_ms=clock_ms,
+        )
+
+    def process(self, event: Mapping[str, Any], context: Any = None) -> BatchResponse:
+        deadline = self._deadline(context)
+        refs = [RecordRef.from_event_record(raw) for raw in event.get("Records", [])]
+        items, records_by_key, letters = self._classify(refs)
+
+        written = self.writer.write(items, deadline=deadline)
+        dead = self.dlq.send(letters, extra=_origin(context), deadline=deadline)
+
+        failed = {seq for key in written.failed for seq in records_by_key[key]}
+        failed |= {letter.ref.sequence_number for letter, _ in dead.failed}
+        # Event order, each sequence number once (Lambda checkpoints before the lowest anyway).
+        identifiers = list(
+            dict.fromkeys(r.sequence_number for r in refs if r.sequence_number in failed)
+        )
+
+        unwritten = sum(len(records_by_key[key]) for key in written.failed)
+        self._log_outcomes(written.failed, unwritten, dead.sent, dead.failed)
+        logger.info(
+            "batch processed",
+            extra={
+                "received": len(refs),
+                "written": sum(len(records_by_key[key]) for key in written.written),
+                "items": len(written.written),
+                "duplicates": len(items) - len(records_by_key),
+                "poison": len(dead.sent),
+                "failed": len(identifiers),
+                "batch_write_calls": written.calls,
+                "write_rounds": written.rounds,
+                "dlq_calls": dead.calls,
+            },
+        )
+        return {"batchItemFailures": [{"itemIdentifier": seq} for seq in identifiers]}
+
+    def _classify(
+        self, refs: list[RecordRef]
+    ) -> tuple[list[Item], dict[Key, list[str]], list[DeadLetter]]:
+        """Items to write (with the records behind each key) and poison records as letters."""
+        # One write timestamp per batch: the demo's latency is ingested_at - rt.
+        ingested_at = self._clock_ms()
+        items: list[Item] = []
+        records_by_key: dict[Key, list[str]] = {}
+        letters: list[DeadLetter] = []
+        for ref in refs:
+            try:
+                trade = decode_trade(ref)
+                item = to_item(trade, ttl_days=self.settings.ttl_days, ingested_at_ms=ingested_at)
+            except PoisonRecordError as exc:
+                letters.append(DeadLetter(ref, exc.code, exc.message))
+                continue
+            items.append(item)
+            records_by_key.setdefault(key_of(item), []).append(ref.sequence_number)
+        return items, records_by_key, letters
+
+    def _deadline(self, context: Any) -> float | None:
+        remaining = getattr(context, "get_remaining_time_in_millis", None)
+        if not callable(remaining):
+            return None
+        left_ms = float(remaining())
+        return self._monotonic() + left_ms / 1000 - self.settings.retry_reserve_seconds
+
+    def _log_outcomes(
+        self,
+        write_failures: Mapping[Key, str],
+        unwritten_records: int,
+        poison_kept: list[DeadLetter],
+        dlq_failures: list[tuple[DeadLetter, str]],
+    ) -> None:
+        if write_failures:
+            logger.warning(
+                "items not written; their records are reported for redelivery",
+                extra={
+                    "items": len(write_failures),
+                    "records": unwritten_records,
+                    "codes": dict(Counter(write_failures.values())),
+                },
+            )
+        for letter in poison_kept:
+            # The reason and where to find the record, never its data (the DLQ message has it).
+            logger.warning(
+                "poison record kept in the DLQ",
+                extra={"reason": letter.reason, "error": letter.error, **_locator(letter.ref)},
+            )
+        for letter, code in dlq_failures:
+            logger.error(
+                "poison record could not be sent to the DLQ; reported for redelivery",
+                extra={"code": code, "reason": letter.reason, **_locator(letter.ref)},
+            )
+
+
+def _locator(ref: RecordRef) -> dict[str, str]:
+    return {"shard_id": ref.shard_id, "sequence_number": ref.sequence_number}
+
+
+def _origin(context: Any) -> dict[str, str]:
+    """Which invocation kept a poison record, to find its log lines."""
+    origin = {}
+    for key, attribute in (("functionName", "function_name"), ("requestId", "aws_request_id")):
+        value = getattr(context, attribute, None)
+        if isinstance(value, str):
+            origin[key] = value
+    return origin
+
+
+# -- the Lambda entry point: state reused across invocations ---------------------------------
+
+_instance: Hotstore | None = None
+_lock = threading.Lock()  # the local runtime invokes from one thread per shard
+
+
+def hotstore() -> Hotstore:
+    """The cached Hotstore, built from the environment on first use."""
+    global _instance
+    with _lock:
+        if _instance is None:
+            settings = HotstoreSettings()  # type: ignore[call-arg]  # required values from env
+            _instance = Hotstore(settings, dynamodb=dynamodb_client(), sqs=sqs_client())
+        return _instance
+
+
+def reset() -> None:
+    """Forget settings and clients, as a new execution environment would."""
+    global _instance
+    with _lock:
+        _instance = None
+
+
+def _handle(event: dict[str, Any], context: Any) -> BatchResponse:
+    return hotstore().process(event, context)
+
+
+handler: Callable[[dict[str, Any], Any], BatchResponse] = logger.inject_lambda_context(
+    _handle, clear_state=True
+)
