@@ -73,7 +73,8 @@ def up(source: str) -> None:
         producer = run_source(source, stack, stop)
         click.echo(dumps(stack.ready_line()))
         sys.stdout.flush()
-        stop.wait()
+        while not stop.wait(0.5):  # a timed wait lets the signal handlers run promptly
+            pass
         if producer is not None:
             producer.join(timeout=30)
 

@@ -1,0 +1,131 @@
+"""The `tradestream` command as a user runs it: a subprocess; stdout for results, stderr logs."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import boto3
+
+REPO = Path(__file__).resolve().parents[2]
+EVENTS = REPO / "tests" / "events"
+
+
+def tradestream(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT_URL")}
+    return subprocess.run(
+        [sys.executable, "-m", "tradestream.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+        **kwargs,  # type: ignore[arg-type]
+    )
+
+
+def test_demo_json_reconciles_produced_with_items_in_dynamodb() -> None:
+    # WHEN the demo runs for 1,500 trades on its own embedded stack
+    result = tradestream("demo", "--trades", "1500", "--json")
+    # THEN it succeeds and its last stdout line is one JSON object whose counts reconcile
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    assert summary["produced"] == summary["hotstore_items"] == 1500
+    assert summary["published_records"] >= 1500  # the synthetic source re-sends some trades
+    assert summary["dlq"] == 0
+    assert summary["drained"] is True
+    assert 0 <= summary["latency_ms"]["p50"] <= summary["latency_ms"]["p99"]
+    # AND the live progress went to stderr
+    assert "produced" in result.stderr
+
+
+def test_local_invoke_prints_the_handlers_response_as_the_last_line() -> None:
+    # WHEN the hotstore handler is invoked with the poison sample event
+    result = tradestream(
+        "local", "invoke", "hotstore", "--event", str(EVENTS / "kinesis_hotstore_poison.json")
+    )
+    # THEN the last stdout line is its response: poison records went to the DLQ, none reported
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == {"batchItemFailures": []}
+
+
+def test_up_prints_one_ready_line_then_serves_until_sigterm() -> None:
+    # GIVEN `tradestream up` with no producer
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT_URL")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tradestream.cli", "up", "--source", "none"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env=env,
+    )
+    try:
+        assert process.stdout is not None
+        # WHEN it is ready
+        ready = json.loads(process.stdout.readline())
+        # THEN the ready line names a live endpoint with the stream and table deployed
+        for key in ("aws_endpoint", "region", "stream", "table"):
+            assert ready[key]
+        session = dict(
+            endpoint_url=ready["aws_endpoint"],
+            region_name=ready["region"],
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        summary = boto3.client("kinesis", **session).describe_stream_summary(
+            StreamName=ready["stream"]
+        )
+        assert summary["StreamDescriptionSummary"]["StreamStatus"] == "ACTIVE"
+        table = boto3.client("dynamodb", **session).describe_table(TableName=ready["table"])
+        assert table["Table"]["TableStatus"] == "ACTIVE"
+        # AND SIGTERM stops it cleanly, with nothing more on stdout
+        process.send_signal(signal.SIGTERM)
+        rest, _ = process.communicate(timeout=60)
+        assert process.returncode == 0
+        assert rest == ""
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+def test_up_with_the_synthetic_source_fills_the_table_until_sigterm(tmp_path: Path) -> None:
+    # GIVEN `tradestream up` with the synthetic producer
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT_URL")}
+    log = tmp_path / "stderr.log"
+    with log.open("w") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tradestream.cli", "up", "--source", "synthetic"],
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            env={**env, "SYNTHETIC_RATE": "500"},
+        )
+    try:
+        assert process.stdout is not None
+        ready = json.loads(process.stdout.readline())
+        dynamodb = boto3.client(
+            "dynamodb",
+            endpoint_url=ready["aws_endpoint"],
+            region_name=ready["region"],
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        # WHEN it runs for a while
+        deadline = time.monotonic() + 30
+        count = 0
+        while time.monotonic() < deadline and count < 200:
+            time.sleep(0.5)
+            count = dynamodb.scan(TableName=ready["table"], Select="COUNT")["Count"]
+        # THEN trades arrive in DynamoDB through the hot path, and SIGTERM stops it cleanly
+        assert count >= 200, log.read_text()[-3000:]
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=60)
+        assert process.returncode == 0, log.read_text()[-3000:]
+    finally:
+        if process.poll() is None:
+            process.kill()
