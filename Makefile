@@ -32,6 +32,7 @@ test: lint typecheck
 bench: install
 	$(BIN)/python -m bench.producer
 	$(BIN)/python -m bench.hotstore
+	$(BIN)/python -m bench.producer_memory
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -59,6 +59,8 @@ def report(title: str, rows: list[dict[str, Any]], extra: dict[str, Any]) -> Non
 
 
 def _fmt(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "no"
     if isinstance(value, float):
         return f"{value:,.1f}" if value >= 10 else f"{value:.3f}"
     if isinstance(value, int):

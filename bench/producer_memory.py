@@ -64,7 +64,7 @@ def main() -> None:
         f"Producer resident memory, Kinesis down for {args.outage:.0f} s, then back",
         [
             {
-                "phase": "outage",
+                "phase": "outage, then recovery",
                 "RSS p50 MB": sorted(samples)[len(samples) // 2],
                 "RSS max MB": peak,
             }

@@ -66,7 +66,8 @@ class ProducerSettings(BaseSettings):
     buffer_max_records: int = Field(default=10_000, ge=1, le=1_000_000)
     # 20 attempts with the default backoff (0.1 s doubling to 5 s, full jitter) ride out about
     # 35 s of throttling or outage (71 s at most) before a trade is given up on and logged.
-    max_put_attempts: int = Field(default=20, ge=1, le=100)
+    # With the 5 s backoff cap and full jitter, 40 attempts ride out about 90 s of outage.
+    max_put_attempts: int = Field(default=40, ge=1, le=100)
     put_backoff_base_seconds: float = Field(default=0.1, gt=0, le=10)
     put_backoff_max_seconds: float = Field(default=5, gt=0, le=60)
     shutdown_deadline_seconds: float = Field(
