@@ -1,0 +1,233 @@
+"""Lambda entry point: a Firehose batch of trades -> the same trades with the model's predictions.
+
+Every input ``recordId`` is answered exactly once, in input order:
+
+- a trade, enriched: Ok, one NDJSON line, with ``metadata.partitionKeys`` {symbol, date} for the
+  delivery stream's dynamic partitioning;
+- a record that is not a valid trade: ProcessingFailed with its original data (Firehose writes it
+  under the error prefix, wrapped in its error envelope);
+- a trade whose id already appeared in the batch: Dropped (one inference and one lake line);
+- inference that failed after its retries: Ok with ``prediction: null`` and ``prediction_error``
+  (ON_INFERENCE_FAILURE=deliver_null, the default), or ProcessingFailed (=fail).
+
+Trades go to the endpoint in chunks, ONE InvokeEndpoint per chunk. Settings and the client are
+built on the first invocation and reused; ``reset()`` forgets them (tests, and the local
+runtime's "cold start"). ``Enricher`` takes explicit settings and client.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from botocore.config import Config
+
+from lambdas.enrich.chunks import chunk
+from lambdas.enrich.firehose import (
+    FirehoseEvent,
+    FirehoseRecord,
+    FirehoseResponse,
+    ResponseRecord,
+    dropped,
+    ok,
+    processing_failed,
+)
+from lambdas.enrich.inference import Endpoint
+from lambdas.enrich.records import (
+    Inference,
+    InferenceFailure,
+    decode_trade,
+    lake_line,
+    model_input,
+    partition_keys,
+)
+from lambdas.enrich.settings import EnrichSettings
+from tradestream import aws
+from tradestream.trade import Trade, TradeError
+
+# Named explicitly: the local runtime runs several functions in one process, where a shared
+# POWERTOOLS_SERVICE_NAME would give every function's lines the same service.
+logger = Logger(service="enrich")
+
+
+def sagemaker_client(settings: EnrichSettings) -> Any:
+    # The Endpoint owns the retry budget; SDK retries underneath would multiply it and could run
+    # the function into its timeout. An attempt (connect + read) ends well before the function does.
+    config = Config(
+        retries={"mode": "standard", "total_max_attempts": 1},
+        connect_timeout=settings.connect_timeout_seconds,
+        read_timeout=settings.read_timeout_seconds,
+    )
+    return aws.client("sagemaker-runtime", config=config)
+
+
+class Enricher:
+    """The function's work for one batch, over explicit settings and client."""
+
+    def __init__(
+        self,
+        settings: EnrichSettings,
+        *,
+        sagemaker: Any,
+        sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
+        rand: Callable[[], float] | None = None,
+    ) -> None:
+        self.settings = settings
+        self._monotonic = monotonic
+        self.endpoint = Endpoint(sagemaker, settings, sleep=sleep, monotonic=monotonic, rand=rand)
+
+    def process(self, event: Mapping[str, Any], context: Any = None) -> FirehoseResponse:
+        parsed = FirehoseEvent.parse(event)
+        deadline = self._deadline(context)
+        answers: dict[str, ResponseRecord] = {}
+        tally: Counter[str] = Counter()
+        trades = self._decode(parsed.records, answers, tally)
+
+        items = [model_input(trade) for _, trade in trades]
+        # A trade too large for any chunk can never be inferred (a huge condition list): it gets
+        # an inference failure of its own instead of failing the whole batch.
+        limit = self.settings.max_chunk_bytes - 2  # the array's brackets
+        fitting = [i for i, item in enumerate(items) if len(item) <= limit]
+        failures: Counter[str] = Counter()
+        for index in (i for i, item in enumerate(items) if len(item) > limit):
+            reason = f"PayloadTooLarge: {len(items[index])} bytes, over MAX_CHUNK_BYTES"
+            failures[reason] += 1
+            self._answer(*trades[index], InferenceFailure(reason), answers, tally)
+
+        chunks = chunk([items[i] for i in fitting], self.settings.max_chunk_bytes)
+        for part in chunks:
+            result = self.endpoint.predict(part.body, len(part.indexes), deadline=deadline)
+            tally["endpoint_calls"] += result.calls
+            if result.failure is not None:
+                failures[result.failure] += len(part.indexes)
+            for index, inference in zip(part.indexes, result.inferences, strict=True):
+                self._answer(*trades[fitting[index]], inference, answers, tally)
+
+        self._log(parsed, tally, failures, len(chunks))
+        # Input order, each recordId once (Firehose never repeats one; if it did, one answer).
+        order = dict.fromkeys(record.record_id for record in parsed.records)
+        return {"records": [answers[record_id] for record_id in order]}
+
+    def _answer(
+        self,
+        record: FirehoseRecord,
+        trade: Trade,
+        inference: Inference,
+        answers: dict[str, ResponseRecord],
+        tally: Counter[str],
+    ) -> None:
+        failed = isinstance(inference, InferenceFailure)
+        if failed and self.settings.on_inference_failure == "fail":
+            answers[record.record_id] = processing_failed(record)
+            tally["inference_failed_records"] += 1
+            return
+        line = lake_line(trade, inference)
+        answers[record.record_id] = ok(record.record_id, line, partition_keys(trade))
+        tally["null_predictions" if failed else "predicted"] += 1
+
+    def _decode(
+        self,
+        records: tuple[FirehoseRecord, ...],
+        answers: dict[str, ResponseRecord],
+        tally: Counter[str],
+    ) -> list[tuple[FirehoseRecord, Trade]]:
+        """Valid trades to enrich; invalid records and duplicates are answered right away."""
+        trades: list[tuple[FirehoseRecord, Trade]] = []
+        seen: set[str] = set()
+        for record in records:
+            if record.record_id in answers:
+                continue  # a repeated recordId keeps its first answer
+            try:
+                trade = decode_trade(record)
+            except TradeError as exc:
+                answers[record.record_id] = processing_failed(record)
+                tally["invalid"] += 1
+                logger.warning(
+                    "record is not a valid trade; answered ProcessingFailed",
+                    extra={"record_id": record.record_id, "reason": str(exc)},
+                )
+                continue
+            if self.settings.drop_duplicates and trade.id in seen:
+                answers[record.record_id] = dropped(record)
+                tally["duplicates"] += 1
+                continue
+            seen.add(trade.id)
+            trades.append((record, trade))
+            answers[record.record_id] = processing_failed(record)  # replaced once enriched
+        return trades
+
+    def _deadline(self, context: Any) -> float | None:
+        remaining = getattr(context, "get_remaining_time_in_millis", None)
+        if not callable(remaining):
+            return None
+        left_s = float(remaining()) / 1000
+        return self._monotonic() + left_s - self.settings.retry_reserve_seconds
+
+    def _log(
+        self, event: FirehoseEvent, tally: Counter[str], failures: Counter[str], chunks: int
+    ) -> None:
+        if event.unanswerable:
+            logger.error(
+                "records without a recordId cannot be answered; Firehose will retry the batch",
+                extra={"records": event.unanswerable},
+            )
+        for reason, records in failures.items():
+            logger.warning(
+                "inference failed for a chunk",
+                extra={
+                    "reason": reason,
+                    "records": records,
+                    "on_inference_failure": self.settings.on_inference_failure,
+                },
+            )
+        logger.info(
+            "batch enriched",
+            extra={
+                "invocation_id": event.invocation_id,
+                "received": len(event.records),
+                "predicted": tally["predicted"],
+                "null_predictions": tally["null_predictions"],
+                "inference_failed_records": tally["inference_failed_records"],
+                "invalid": tally["invalid"],
+                "duplicates": tally["duplicates"],
+                "chunks": chunks,
+                "endpoint_calls": tally["endpoint_calls"],
+            },
+        )
+
+
+# -- the Lambda entry point: state reused across invocations ---------------------------------
+
+_instance: Enricher | None = None
+_lock = threading.Lock()  # the local runtime may invoke from several threads
+
+
+def enricher() -> Enricher:
+    """The cached Enricher, built from the environment on first use."""
+    global _instance
+    with _lock:
+        if _instance is None:
+            settings = EnrichSettings()  # type: ignore[call-arg]  # required values from env
+            _instance = Enricher(settings, sagemaker=sagemaker_client(settings))
+        return _instance
+
+
+def reset() -> None:
+    """Forget settings and client, as a new execution environment would."""
+    global _instance
+    with _lock:
+        _instance = None
+
+
+def _handle(event: dict[str, Any], context: Any) -> FirehoseResponse:
+    return enricher().process(event, context)
+
+
+handler: Callable[[dict[str, Any], Any], FirehoseResponse] = logger.inject_lambda_context(
+    _handle, clear_state=True
+)

@@ -1,0 +1,106 @@
+"""When the emulated delivery stream's buffers are due (pure state, no I/O)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from tradestream.local.firehose_events import SourceRecord, from_get_records
+from tradestream.local.firehose_state import DestinationBuffers, ObjectBuffer, ProcessorBuffer
+
+MIB = 1024 * 1024
+
+
+def record(n: int, size: int) -> SourceRecord:
+    raw = {
+        "SequenceNumber": str(1000 + n),
+        "PartitionKey": "k",
+        "Data": b"x" * size,
+        "ApproximateArrivalTimestamp": datetime(2024, 6, 20, tzinfo=UTC),
+    }
+    return from_get_records("shardId-000000000000", raw)
+
+
+def test_the_processor_buffer_is_due_at_its_size_at_its_interval_or_when_forced() -> None:
+    # GIVEN 3 records of 100 bytes buffered at t=10
+    buffer = ProcessorBuffer()
+    buffer.add([record(i, 100) for i in range(3)], now=10.0)
+
+    # THEN with a 1,000-byte buffer and a 5 s interval it is not due at t=14 ...
+    assert not buffer.due(14.0, 1000, 5, force=False)
+    assert buffer.wait_s(14.0, 5) == 1.0
+    # ... is due at t=15, at once with a 300-byte buffer, and whenever forced
+    assert buffer.due(15.0, 1000, 5, force=False)
+    assert buffer.due(10.0, 300, 5, force=False)
+    assert buffer.due(10.0, 1000, 5, force=True)
+    # AND an empty buffer is never due
+    assert not ProcessorBuffer().due(99.0, 1, 0, force=True)
+
+
+def test_a_batch_takes_up_to_the_buffer_size_and_the_rest_waits() -> None:
+    # GIVEN 10 records of 100 bytes WHEN a 350-byte batch is taken at t=20
+    buffer = ProcessorBuffer()
+    buffer.add([record(i, 100) for i in range(10)], now=10.0)
+    batch = buffer.take(350, now=20.0)
+
+    # THEN the first 3 go (4 would pass 350), in order, and the rest's window restarts
+    assert [r.sequence_number for r in batch] == ["1000", "1001", "1002"]
+    assert (len(buffer.records), buffer.size, buffer.opened_at) == (7, 700, 20.0)
+    # AND a record larger than the buffer size still goes, alone
+    big = ProcessorBuffer()
+    big.add([record(0, 5000), record(1, 10)], now=0.0)
+    assert [r.sequence_number for r in big.take(350, now=1.0)] == ["1000"]
+
+
+def test_a_batch_is_capped_by_the_6_mb_request_even_under_the_buffer_size() -> None:
+    # GIVEN 6 records of 1 MiB (1.33 MiB each in base64) and a 10 MiB buffer size
+    buffer = ProcessorBuffer()
+    buffer.add([record(i, MIB) for i in range(6)], now=0.0)
+
+    # THEN the buffer is due (the request is full) and a batch takes only 4
+    assert buffer.due(0.0, 10 * MIB, 60, force=False)
+    assert len(buffer.take(10 * MIB, now=0.0)) == 4
+
+
+def test_destination_buffers_are_kept_per_partition_and_due_by_size_or_interval() -> None:
+    # GIVEN data for two partitions, opened at t=0 and t=5
+    buffers = DestinationBuffers()
+    aapl = (("symbol", "AAPL"),)
+    msft = (("symbol", "MSFT"),)
+    buffers.add(aapl, b"a" * 60, arrival_ms=2000, now=0.0)
+    buffers.add(aapl, b"b" * 50, arrival_ms=1000, now=1.0)
+    buffers.add(msft, b"c" * 10, arrival_ms=3000, now=5.0)
+
+    # WHEN taken with a 100-byte size at t=6 and a 10 s interval
+    due = buffers.take_due(6.0, 100, 10, force=False)
+
+    # THEN only AAPL (110 bytes) is due; its object keeps the oldest arrival for its timestamp
+    assert [key for key, _ in due] == [aapl]
+    (_, object_buffer), *_ = due
+    assert (object_buffer.records, object_buffer.size, object_buffer.oldest_arrival_ms) == (
+        2,
+        110,
+        1000,
+    )
+    assert b"".join(object_buffer.chunks) == b"a" * 60 + b"b" * 50
+    # AND MSFT waits until t=15 for its interval
+    assert buffers.wait_s(6.0, 10) == 9.0
+    assert buffers.take_due(14.9, 100, 10, force=False) == []
+    assert [key for key, _ in buffers.take_due(15.0, 100, 10, force=False)] == [msft]
+    assert buffers.wait_s(15.0, 10) is None
+
+
+def test_an_object_that_could_not_be_written_is_put_back_ahead_of_newer_data() -> None:
+    # GIVEN an object taken for writing while newer data arrived for the same partition
+    buffers = DestinationBuffers()
+    key = (("symbol", "AAPL"),)
+    buffers.add(key, b"old\n", arrival_ms=1, now=0.0)
+    ((_, taken),) = buffers.take_due(0.0, 1, 10, force=True)
+    buffers.add(key, b"new\n", arrival_ms=2, now=1.0)
+
+    # WHEN it is put back
+    buffers.put_back(key, taken)
+
+    # THEN one buffer holds both, the old data first
+    merged = buffers.buffers[key]
+    assert isinstance(merged, ObjectBuffer)
+    assert (b"".join(merged.chunks), merged.records) == (b"old\nnew\n", 2)
