@@ -40,13 +40,13 @@ from botocore.config import Config
 from botocore.exceptions import ClientError, HTTPClientError
 from botocore.exceptions import ConnectionError as BotoConnectionError
 
-from producer.backoff import Backoff
 from producer.settings import (
     KINESIS_MAX_BATCH_BYTES,
     KINESIS_MAX_BATCH_RECORDS,
     KINESIS_MAX_RECORD_BYTES,
 )
 from tradestream.logs import get_logger
+from tradestream.retry import Backoff
 from tradestream.trade import Trade
 
 logger = get_logger("producer")

@@ -15,8 +15,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
 from lambdas.enrich.records import Inference, InferenceFailure, Prediction
-from lambdas.enrich.retry import Backoff, error_code, is_transient
 from lambdas.enrich.settings import EnrichSettings
+from tradestream.retry import Backoff, error_code, is_transient
 
 CONTENT_TYPE = "application/json"
 _REASON_LIMIT = 300  # a reason is stored on every failed lake line; keep it short

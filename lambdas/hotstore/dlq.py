@@ -42,7 +42,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 from lambdas.hotstore.records import RecordRef
-from lambdas.hotstore.retry import Backoff, error_code, is_transient
+from tradestream.retry import Backoff, error_code, is_transient
 
 MAX_BATCH_ENTRIES = 10
 MAX_BATCH_BYTES = 256 * 1024  # per message and per SendMessageBatch call (sum of bodies)

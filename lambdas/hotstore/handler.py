@@ -27,10 +27,10 @@ from botocore.config import Config
 from lambdas.hotstore.dlq import DeadLetter, DeadLetterQueue
 from lambdas.hotstore.items import Item, Key, key_of, to_item
 from lambdas.hotstore.records import PoisonRecordError, RecordRef, decode_trade
-from lambdas.hotstore.retry import Backoff
 from lambdas.hotstore.settings import HotstoreSettings
 from lambdas.hotstore.writer import BatchWriter
 from tradestream import aws
+from tradestream.retry import Backoff
 from tradestream.trade import now_ms
 
 # stderr: Lambda sends both streams to CloudWatch, and locally stdout carries only results (the

@@ -24,7 +24,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
 from lambdas.hotstore.items import Item, Key, key_of
-from lambdas.hotstore.retry import Backoff, error_code, is_transient
+from tradestream.retry import Backoff, error_code, is_transient
 
 MAX_BATCH_ITEMS = 25
 UNPROCESSED = "UnprocessedItems"

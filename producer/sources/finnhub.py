@@ -39,9 +39,9 @@ from pydantic import SecretStr
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
 
-from producer.backoff import Backoff
 from producer.sources.base import DistinctLimit, Frame, SourceStats
 from tradestream.logs import get_logger
+from tradestream.retry import Backoff
 from tradestream.trade import RawTrade, TradeError, now_ms, parse_raw, stamp
 
 logger = get_logger("producer")

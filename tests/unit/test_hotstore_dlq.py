@@ -19,7 +19,7 @@ from lambdas.hotstore.dlq import (
     packed,
 )
 from lambdas.hotstore.records import INVALID_JSON, RecordRef
-from lambdas.hotstore.retry import Backoff
+from tradestream.retry import Backoff
 
 QUEUE = "https://sqs.us-east-1.amazonaws.com/123456789012/stock_trades-dlq"
 Script = Callable[[int, list[dict[str, str]]], dict[str, Any]]

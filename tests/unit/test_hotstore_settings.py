@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from lambdas.hotstore.retry import Backoff
 from lambdas.hotstore.settings import HotstoreSettings
+from tradestream.retry import Backoff
 
 QUEUE = "https://sqs.us-east-1.amazonaws.com/123456789012/stock_trades-dlq"
 

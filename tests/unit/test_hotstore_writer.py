@@ -10,8 +10,8 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, ParamValidationError
 
 from lambdas.hotstore.items import Item, Key, key_of
-from lambdas.hotstore.retry import Backoff
 from lambdas.hotstore.writer import MAX_BATCH_ITEMS, BatchWriter, chunked, dedupe
+from tradestream.retry import Backoff
 
 TABLE = "stock_trades"
 Script = Callable[[int, list[Item]], dict[str, Any]]

@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from producer.backoff import Backoff
+from tradestream.retry import Backoff
 
 
 def test_window_doubles_from_base_up_to_the_cap() -> None:
