@@ -34,7 +34,7 @@ from tradestream.local.firehose_template import (
     DeliveryStreamSettings,
     delivery_stream_settings,
 )
-from tradestream.local.stack import _best_effort, _ensure_stack, _Template, stack_name
+from tradestream.local.stack import StackTemplate, best_effort, ensure_stack, stack_name
 from tradestream.local.template import (
     FunctionSettings,
     Resolver,
@@ -93,10 +93,10 @@ def deploy_lake(
         "BucketName": bucket_name,
         "EndpointName": endpoint_name,
     }
-    stack = _ensure_stack(
+    stack = ensure_stack(
         cloudformation,
         stack_name("lake", bucket_name),
-        _Template.load(template_path(LAKE_TEMPLATE, template_dir)),
+        StackTemplate.load(template_path(LAKE_TEMPLATE, template_dir)),
         wanted,
         timeout_s,
     )
@@ -158,7 +158,7 @@ def apply_bucket_settings(
     if policy is not None and tls_only_policy:
         steps.append(("policy", lambda: _policy(s3, bucket, policy)))
     for what, step in steps:
-        _best_effort(f"the bucket's {what}", step)
+        best_effort(f"the bucket's {what}", step)
 
 
 def _absent(call: Callable[[], Any], *missing_codes: str) -> bool:

@@ -125,10 +125,10 @@ def deploy(
         "StreamName": stream_name,
         "ShardCount": str(shard_count),
     }
-    stream = _ensure_stack(
+    stream = ensure_stack(
         clients.cloudformation,
         stack_name("stream", stream_name),
-        _Template.load(template_path(STREAM_TEMPLATE, template_dir)),
+        StackTemplate.load(template_path(STREAM_TEMPLATE, template_dir)),
         stream_params,
         timeout_s,
     )
@@ -142,22 +142,22 @@ def deploy(
         "TableName": table_name,
         "DeadLetterQueueName": dlq_name or _queue_name(f"{table_name}-dlq"),
     }
-    hotstore = _ensure_stack(
+    hotstore = ensure_stack(
         clients.cloudformation,
         stack_name("hotstore", table_name),
-        _Template.load(template_path(HOTSTORE_TEMPLATE, template_dir)),
+        StackTemplate.load(template_path(HOTSTORE_TEMPLATE, template_dir)),
         hotstore_params,
         timeout_s,
     )
     outputs = hotstore.outputs
     resolver = hotstore.resolver(region, account_id)
-    _best_effort(
+    best_effort(
         "table TTL / point-in-time recovery",
         lambda: _apply_table_settings(
             clients.dynamodb, outputs["TableName"], hotstore.template.parsed, resolver
         ),
     )
-    _best_effort(
+    best_effort(
         "stream encryption",
         lambda: _apply_stream_settings(
             clients.kinesis,
@@ -199,19 +199,19 @@ class _Clients:
 
 
 @dataclass(frozen=True)
-class _Template:
+class StackTemplate:
     body: str  # sent as is, so the stack holds the file, comments included
     parsed: dict[str, Any]
 
     @classmethod
-    def load(cls, path: Path) -> _Template:
+    def load(cls, path: Path) -> StackTemplate:
         return cls(body=path.read_text(encoding="utf-8"), parsed=load_template(path))
 
 
 @dataclass(frozen=True)
 class _Stack:
     name: str
-    template: _Template
+    template: StackTemplate
     parameters: dict[str, str]  # every parameter, defaults included, as deployed
     outputs: dict[str, str]
 
@@ -226,10 +226,10 @@ class _Stack:
         )
 
 
-def _ensure_stack(
+def ensure_stack(
     cloudformation: Any,
     name: str,
-    template: _Template,
+    template: StackTemplate,
     parameters: Mapping[str, str],
     timeout_s: float,
 ) -> _Stack:
@@ -406,7 +406,7 @@ def _apply_stream_settings(
         )
 
 
-def _best_effort(what: str, apply: Callable[[], None]) -> None:
+def best_effort(what: str, apply: Callable[[], None]) -> None:
     # An endpoint without these APIs still gets a working stack, only without the setting.
     try:
         apply()
