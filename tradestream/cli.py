@@ -64,12 +64,12 @@ def demo(trades: int, rate: float, timeout: float, as_json: bool) -> None:
 def up(source: str) -> None:
     """Start the embedded stack and keep it running until interrupted (Ctrl-C / SIGTERM)."""
     from tradestream.local.runtime import embedded_stack
-    from tradestream.up import run_source
+    from tradestream.up import run_source, start_ingest
 
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    with embedded_stack() as stack:
+    with embedded_stack() as stack, start_ingest(stack):
         producer = run_source(source, stack, stop)
         click.echo(dumps(stack.ready_line()))
         sys.stdout.flush()
@@ -77,6 +77,20 @@ def up(source: str) -> None:
             pass
         if producer is not None:
             producer.join(timeout=30)
+
+
+@main.command()
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+def ingest(host: str, port: int) -> None:
+    """Serve the HTTP ingest API (POST /v1/trades -> Kinesis) under uvicorn until SIGTERM.
+
+    Configured by the environment: STREAM_NAME, INGEST_API_KEYS or INGEST_API_KEYS_SECRET, the
+    standard AWS variables, WORKERS, and the rest of ingest_api.settings.IngestSettings.
+    """
+    from ingest_api import serve
+
+    serve(host, port)
 
 
 @main.group()

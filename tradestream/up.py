@@ -4,7 +4,10 @@ with its own event loop, stopped (and flushed) when the stack is asked to stop."
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from tradestream.local.runtime import EmbeddedStack
@@ -41,3 +44,21 @@ def run_source(source: str, stack: EmbeddedStack, stop: threading.Event) -> thre
     thread = threading.Thread(target=asyncio.run, args=(main(),), name="producer", daemon=True)
     thread.start()
     return thread
+
+
+@contextmanager
+def start_ingest(stack: EmbeddedStack) -> Iterator[None]:
+    """Run the ingest API beside the stack when API keys are configured (it refuses to run
+    without any), and add its URL to the ready line; it is stopped, drained, on the way out."""
+    if not (os.environ.get("INGEST_API_KEYS") or os.environ.get("INGEST_API_KEYS_SECRET")):
+        yield
+        return
+    from ingest_api import IngestSettings, start_in_thread
+
+    port = int(os.environ.get("INGEST_PORT", "0"))
+    server = start_in_thread(IngestSettings(stream_name=stack.stack.stream_name), port=port)
+    stack.extra["ingest_url"] = server.url
+    try:
+        yield
+    finally:
+        server.stop()

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import boto3
+import httpx
 
 REPO = Path(__file__).resolve().parents[2]
 EVENTS = REPO / "tests" / "events"
@@ -123,6 +124,58 @@ def test_up_with_the_synthetic_source_fills_the_table_until_sigterm(tmp_path: Pa
             count = dynamodb.scan(TableName=ready["table"], Select="COUNT")["Count"]
         # THEN trades arrive in DynamoDB through the hot path, and SIGTERM stops it cleanly
         assert count >= 200, log.read_text()[-3000:]
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=60)
+        assert process.returncode == 0, log.read_text()[-3000:]
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+def test_up_with_api_keys_serves_ingest_and_posted_trades_reach_dynamodb(tmp_path: Path) -> None:
+    # GIVEN `tradestream up --source none` with an API key configured
+    key = "e2e-ingest-key-0123456789"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT_URL")}
+    log = tmp_path / "stderr.log"
+    with log.open("w") as stderr:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "tradestream.cli", "up", "--source", "none"],
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            text=True,
+            env={**env, "INGEST_API_KEYS": key},
+        )
+    try:
+        assert process.stdout is not None
+        ready = json.loads(process.stdout.readline())
+        # WHEN a client POSTs 40 trades (NDJSON) to the ingest URL of the ready line
+        t0 = int(time.time() * 1000) - 60_000
+        trades = [{"s": "AAPL", "p": 100 + i / 100, "v": 1, "t": t0 + i} for i in range(40)]
+        body = "\n".join(json.dumps(t) for t in trades)
+        answer = httpx.post(
+            f"{ready['ingest_url']}/v1/trades",
+            content=body,
+            headers={"X-API-Key": key, "Content-Type": "application/x-ndjson"},
+            timeout=30,
+        )
+        # THEN it is accepted durably, and every trade arrives in DynamoDB through the hot path
+        assert answer.status_code == 202, answer.text
+        ids = set(answer.json()["ids"])
+        assert len(ids) == 40
+        dynamodb = boto3.client(
+            "dynamodb",
+            endpoint_url=ready["aws_endpoint"],
+            region_name=ready["region"],
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        stored: set[str] = set()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and stored != ids:
+            time.sleep(0.3)
+            items = dynamodb.scan(TableName=ready["table"], ProjectionExpression="id")["Items"]
+            stored = {item["id"]["S"] for item in items}
+        assert stored == ids, log.read_text()[-3000:]
         process.send_signal(signal.SIGTERM)
         process.communicate(timeout=60)
         assert process.returncode == 0, log.read_text()[-3000:]

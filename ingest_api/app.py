@@ -1,0 +1,147 @@
+"""The FastAPI application: wiring of settings, keys, the Kinesis client and the batcher."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from typing import Any
+
+from botocore.config import Config
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from fastapi.telemetry import TelemetryConfig
+
+from tradestream import aws
+
+from .batcher import BatchPolicy, KinesisBatcher
+from .deps import IngestState
+from .errors import IngestError
+from .keys import ApiKeys, load_api_keys
+from .log import logger
+from .metrics import Metrics
+from .middleware import RequestContextMiddleware
+from .openapi import install_openapi
+from .parse import TradeParser
+from .ratelimit import RateLimiter
+from .readiness import ReadinessProbe
+from .routes import router
+from .settings import IngestSettings
+
+NO_TELEMETRY: TelemetryConfig = {
+    "tracing": False,
+    "metrics": False,
+    "logs": False,
+    "operation_spans": False,
+}
+
+KinesisClientFactory = Callable[[IngestSettings], AbstractAsyncContextManager[Any]]
+
+DESCRIPTION = """Puts client trades into the Kinesis stream, durably: 202 only once Kinesis has
+accepted every trade of the request. Authenticate with the `X-API-Key` header."""
+
+
+def kinesis_client(settings: IngestSettings) -> AbstractAsyncContextManager[Any]:
+    """The production client, against whatever endpoint the environment names.
+
+    The SDK's own retries are off: the batcher resends only the entries that failed, within its
+    budget, and a second retry layer would multiply attempts and hide the budget. Parameter
+    validation is off because the batcher builds every request itself; it costs ~3 µs a record.
+    """
+    return aws.aio_client(
+        "kinesis",
+        config=Config(
+            retries={"mode": "standard", "total_max_attempts": 1},
+            parameter_validation=False,
+            read_timeout=settings.kinesis_call_timeout_seconds,
+            connect_timeout=min(5.0, settings.kinesis_call_timeout_seconds),
+            max_pool_connections=settings.put_concurrency + 2,
+        ),
+    )
+
+
+def create_app(
+    settings: IngestSettings | None = None,
+    *,
+    api_keys: ApiKeys | None = None,
+    kinesis_client_factory: KinesisClientFactory = kinesis_client,
+    freeze_gc: bool = False,
+) -> FastAPI:
+    """Build the app; keys are loaded now so a bad key configuration fails before serving.
+
+    ``freeze_gc`` is for a process that serves nothing else (``serve``): once started, the
+    objects loaded so far (botocore's service models, the app) are moved out of the collector's
+    reach. A full collection otherwise walks all of them and stalls the event loop for tens of
+    milliseconds, which shows up as the latency tail.
+    """
+    settings = settings or IngestSettings()
+    state = IngestState(
+        settings=settings,
+        keys=api_keys or load_api_keys(settings),
+        limiter=RateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst),
+        parser=TradeParser(settings.max_trades_per_request),
+        metrics=Metrics(),
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with kinesis_client_factory(settings) as client:
+            batcher = KinesisBatcher(
+                client,
+                settings.stream_name,
+                BatchPolicy.from_settings(settings),
+                metrics=state.metrics,
+            )
+            batcher.start()
+            state.kinesis, state.batcher = client, batcher
+            state.readiness = ReadinessProbe(
+                client,
+                settings.stream_name,
+                cache_seconds=settings.readiness_cache_seconds,
+                timeout=settings.kinesis_call_timeout_seconds,
+            )
+            if freeze_gc:
+                gc.collect()
+                gc.freeze()
+            logger.info(
+                "ingest started", extra={"stream": settings.stream_name, "keys": len(state.keys)}
+            )
+            try:
+                yield
+            finally:
+                await batcher.close(settings.drain_timeout_seconds)
+                state.kinesis = state.batcher = state.readiness = None
+                state.metrics.process_exited()
+                logger.info("ingest stopped")
+
+    app = FastAPI(
+        title="tradestream ingest",
+        version="1.0.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+        # Metrics are Prometheus (/metrics) and logs are JSON lines; FastAPI's OpenTelemetry
+        # hooks would only cost a provider lookup per request with nothing to export to.
+        telemetry=NO_TELEMETRY,
+    )
+    app.state.ingest = state
+    app.include_router(router)
+    app.add_exception_handler(IngestError, _ingest_error_handler(state.metrics))
+    app.add_middleware(
+        RequestContextMiddleware, metrics=state.metrics, access_log=settings.access_log
+    )
+    install_openapi(app, settings.max_trades_per_request)
+    return app
+
+
+def _ingest_error_handler(metrics: Metrics) -> Callable[[Request, Exception], Response]:
+    def handle(_: Request, exc: Exception) -> Response:
+        assert isinstance(exc, IngestError)
+        metrics.trades_rejected.labels(exc.code).inc()
+        return Response(
+            exc.body().model_dump_json(),
+            status_code=exc.status,
+            headers=exc.headers,
+            media_type="application/json",
+        )
+
+    return handle

@@ -1,0 +1,433 @@
+"""Group commit of many requests' trades into shared Kinesis PutRecords calls.
+
+Each request hands its records over and waits on one future, resolved only when Kinesis accepted
+every record of that request or when the retry budget for it ran out; the outcome names the ids
+that are durable. Records queue in arrival order; a call leaves when 500 records or 5 MiB are
+queued, or when the oldest queued record has lingered ``linger`` seconds, and at most
+``concurrency`` calls are in flight, so under load the queue grows while calls are out and the next
+call carries more. Entries Kinesis refuses (per-entry ``ErrorCode`` or a failed call) are sent
+again, and only they, after exponential backoff with full jitter. Memory is bounded: beyond
+``max_buffered`` unsettled records ``put`` refuses at once instead of queueing.
+
+Single event loop; no locks. Not handled here: ordering per partition key across retries (a
+resent record lands after later ones, as with any PutRecords retry; consumers order by ``t``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from botocore.exceptions import ClientError
+
+from .log import logger
+from .metrics import Metrics
+from .settings import MAX_BYTES_PER_CALL, MAX_RECORDS_PER_CALL, IngestSettings
+
+# Refusals that no resend can fix; everything else (throttling, 5xx, timeouts, resets) is retried.
+NON_RETRYABLE_CODES = frozenset(
+    {
+        "AccessDeniedException",
+        "InvalidArgumentException",
+        "KMSAccessDeniedException",
+        "KMSDisabledException",
+        "KMSInvalidStateException",
+        "KMSNotFoundException",
+        "KMSOptInRequired",
+        "ResourceNotFoundException",
+        "UnrecognizedClientException",
+        "ValidationException",
+    }
+)
+
+_PENDING, _ACCEPTED, _FAILED = 0, 1, 2
+
+
+class KinesisClient(Protocol):
+    async def put_records(self, **kwargs: Any) -> dict[str, Any]: ...
+
+
+class BufferFullError(Exception):
+    """The buffer cannot take the request without exceeding its bound."""
+
+    code = "BufferFull"
+
+
+class BatcherClosedError(Exception):
+    """The batcher is draining for shutdown and takes no new records."""
+
+    code = "ShuttingDown"
+
+
+@dataclass(frozen=True)
+class BatchPolicy:
+    linger: float = 0.005
+    concurrency: int = 4
+    max_buffered: int = 20_000
+    max_attempts: int = 6
+    backoff_base: float = 0.05
+    backoff_max: float = 2.0
+    request_timeout: float = 10.0
+    call_timeout: float = 5.0
+    max_records: int = MAX_RECORDS_PER_CALL
+    max_bytes: int = MAX_BYTES_PER_CALL
+
+    @classmethod
+    def from_settings(cls, settings: IngestSettings) -> BatchPolicy:
+        return cls(
+            linger=settings.linger_ms / 1000,
+            concurrency=settings.put_concurrency,
+            max_buffered=settings.max_buffered_records,
+            max_attempts=settings.put_max_attempts,
+            backoff_base=settings.put_backoff_base_ms / 1000,
+            backoff_max=settings.put_backoff_max_ms / 1000,
+            request_timeout=settings.put_timeout_seconds,
+            call_timeout=settings.kinesis_call_timeout_seconds,
+        )
+
+
+@dataclass(frozen=True)
+class PutOutcome:
+    accepted: list[str]
+    not_accepted: list[str]
+
+    @property
+    def complete(self) -> bool:
+        return not self.not_accepted
+
+
+@dataclass(eq=False)
+class _Ticket:
+    """One request's share of the buffer."""
+
+    ids: Sequence[str]
+    future: asyncio.Future[PutOutcome]
+    deadline: float
+    status: bytearray
+    remaining: int
+    abandoned: bool = False
+    timer: asyncio.TimerHandle | None = None
+
+    def outcome(self) -> PutOutcome:
+        accepted = [i for i, s in zip(self.ids, self.status, strict=True) if s == _ACCEPTED]
+        rest = [i for i, s in zip(self.ids, self.status, strict=True) if s != _ACCEPTED]
+        return PutOutcome(accepted, rest)
+
+
+@dataclass(eq=False, slots=True)
+class _Entry:
+    ticket: _Ticket
+    index: int
+    data: bytes
+    key: str
+    size: int
+    enqueued: float
+    attempts: int = 0
+
+
+@dataclass
+class _Backlog:
+    """Records waiting for a call, oldest first (resent records go back to the front)."""
+
+    entries: deque[_Entry] = field(default_factory=deque)
+    size: int = 0
+
+    def push(self, entry: _Entry) -> None:
+        self.entries.append(entry)
+        self.size += entry.size
+
+    def push_front(self, entries: Sequence[_Entry]) -> None:
+        self.entries.extendleft(reversed(entries))
+        self.size += sum(e.size for e in entries)
+
+    def full(self, policy: BatchPolicy) -> bool:
+        return len(self.entries) >= policy.max_records or self.size >= policy.max_bytes
+
+    def take(self, policy: BatchPolicy) -> list[_Entry]:
+        batch: list[_Entry] = []
+        size = 0
+        while self.entries and len(batch) < policy.max_records:
+            entry = self.entries[0]
+            if batch and size + entry.size > policy.max_bytes:
+                break
+            self.entries.popleft()
+            batch.append(entry)
+            size += entry.size
+        self.size -= size
+        return batch
+
+
+class KinesisBatcher:
+    def __init__(
+        self,
+        client: KinesisClient,
+        stream_name: str,
+        policy: BatchPolicy | None = None,
+        *,
+        metrics: Metrics | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.client = client
+        self.stream_name = stream_name
+        self.policy = policy or BatchPolicy()
+        self.metrics = metrics or Metrics()
+        self._rng = rng or random.Random()  # jitter only, not security
+        self._backlog = _Backlog()
+        self._buffered = 0
+        self._tickets: set[_Ticket] = set()
+        self._wakeup = asyncio.Event()
+        self._batch_ready = asyncio.Event()
+        self._drained = asyncio.Event()
+        self._drained.set()
+        self._slots = asyncio.Semaphore(self.policy.concurrency)
+        self._calls: set[asyncio.Task[None]] = set()
+        self._timers: set[asyncio.TimerHandle] = set()
+        self._runner: asyncio.Task[None] | None = None
+        self._closing = False
+
+    @property
+    def buffered(self) -> int:
+        return self._buffered
+
+    @property
+    def closing(self) -> bool:
+        return self._closing
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def start(self) -> None:
+        self._runner = asyncio.create_task(self._run(), name="kinesis-batcher")
+
+    async def close(self, deadline: float) -> None:
+        """Stop taking records, flush what is buffered within ``deadline`` seconds, then give up
+        the rest (their requests learn which of their trades are durable)."""
+        self._closing = True
+        self._wakeup.set()
+        self._batch_ready.set()
+        try:
+            async with asyncio.timeout(deadline):
+                await self._drained.wait()
+        except TimeoutError:
+            logger.warning(
+                "shutdown deadline reached with records unsent",
+                extra={"buffered": self._buffered, "deadline_s": deadline},
+            )
+        for timer in self._timers:
+            timer.cancel()
+        pending = [t for t in (self._runner, *self._calls) if t is not None]
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        for ticket in list(self._tickets):
+            self._finish(ticket)
+
+    # -- producer side ----------------------------------------------------------------------
+
+    async def put(self, records: Sequence[tuple[str, str, bytes]]) -> PutOutcome:
+        """Queue ``(id, partition_key, data)`` records; wait until all are settled or time is up."""
+        if self._closing:
+            raise BatcherClosedError("the service is shutting down; retry on another instance")
+        if not records:
+            return PutOutcome([], [])
+        if self._buffered + len(records) > self.policy.max_buffered:
+            raise BufferFullError("the service is saturated; retry shortly")
+        loop = asyncio.get_running_loop()
+        now = time.monotonic()
+        ticket = _Ticket(
+            ids=[record_id for record_id, _, _ in records],
+            future=loop.create_future(),
+            deadline=now + self.policy.request_timeout,
+            status=bytearray(len(records)),
+            remaining=len(records),
+        )
+        self._tickets.add(ticket)
+        for index, (_, key, data) in enumerate(records):
+            size = len(data) + len(key.encode())
+            self._backlog.push(_Entry(ticket, index, data, key, size, now))
+        self._buffered += len(records)
+        self.metrics.buffered.set(self._buffered)
+        self._drained.clear()
+        self._wakeup.set()
+        if self._backlog.full(self.policy):
+            self._batch_ready.set()
+        # One timer per request (cheaper than asyncio.timeout around the await). If the client
+        # goes away, the await cancels the future; its records still go out and settle as usual.
+        ticket.timer = loop.call_later(self.policy.request_timeout, self._expire, ticket)
+        return await ticket.future
+
+    # -- consumer side ----------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            if not self._backlog.entries:
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            await self._linger()
+            await self._slots.acquire()
+            batch = self._take()
+            if not batch:
+                self._slots.release()
+                continue
+            call = asyncio.create_task(self._send(batch))
+            self._calls.add(call)
+            call.add_done_callback(self._calls.discard)
+
+    async def _linger(self) -> None:
+        """Give concurrent requests a moment to join the oldest queued record's call."""
+        if self._closing or self._backlog.full(self.policy):
+            return
+        wait = self._backlog.entries[0].enqueued + self.policy.linger - time.monotonic()
+        if wait <= 0:
+            return
+        self._batch_ready.clear()
+        try:
+            async with asyncio.timeout(wait):
+                await self._batch_ready.wait()
+        except TimeoutError:
+            pass
+
+    def _take(self) -> list[_Entry]:
+        batch = self._backlog.take(self.policy)
+        live = [e for e in batch if not e.ticket.abandoned]
+        if len(live) < len(batch):
+            for entry in batch:
+                if entry.ticket.abandoned:
+                    self._settle(entry, ok=False)
+            self.metrics.buffered.set(self._buffered)
+        return live
+
+    async def _send(self, batch: list[_Entry]) -> None:
+        metrics = self.metrics
+        try:
+            metrics.batch_size.observe(len(batch))
+            started = time.perf_counter()
+            try:
+                async with asyncio.timeout(self.policy.call_timeout):
+                    response = await self.client.put_records(
+                        StreamName=self.stream_name,
+                        Records=[{"Data": e.data, "PartitionKey": e.key} for e in batch],
+                    )
+            except Exception as exc:
+                metrics.put_calls.labels("error").inc()
+                code = _error_code(exc)
+                logger.warning(
+                    "PutRecords call failed", extra={"error": code, "records": len(batch)}
+                )
+                self._retry_or_fail(batch, retryable=code not in NON_RETRYABLE_CODES)
+                return
+            finally:
+                metrics.put_latency.observe(time.perf_counter() - started)
+            self._apply(batch, response)
+        finally:
+            self._slots.release()
+
+    def _apply(self, batch: list[_Entry], response: dict[str, Any]) -> None:
+        results = response.get("Records") or []
+        if len(results) != len(batch):
+            logger.error(
+                "PutRecords answered a different number of records",
+                extra={"sent": len(batch), "answered": len(results)},
+            )
+            self.metrics.put_calls.labels("error").inc()
+            self._retry_or_fail(batch, retryable=True)
+            return
+        retry: list[_Entry] = []
+        fatal: list[_Entry] = []
+        accepted = 0
+        for entry, result in zip(batch, results, strict=True):
+            code = result.get("ErrorCode")
+            if not code:
+                self._settle(entry, ok=True)
+                accepted += 1
+            elif code in NON_RETRYABLE_CODES:
+                fatal.append(entry)
+            else:
+                retry.append(entry)
+        self.metrics.trades_accepted.inc(accepted)
+        self.metrics.buffered.set(self._buffered)
+        self.metrics.put_calls.labels("ok" if accepted == len(batch) else "partial").inc()
+        if fatal:
+            self._retry_or_fail(fatal, retryable=False)
+        if retry:
+            self._retry_or_fail(retry, retryable=True)
+
+    def _retry_or_fail(self, entries: list[_Entry], *, retryable: bool) -> None:
+        attempts = 1 + max(e.attempts for e in entries)
+        # Full jitter: spread resends over [0, cap] so throttled callers do not retry in step.
+        delay = self._rng.uniform(
+            0, min(self.policy.backoff_max, self.policy.backoff_base * 2**attempts)
+        )
+        resend_at = time.monotonic() + delay
+        again: list[_Entry] = []
+        for entry in entries:
+            entry.attempts += 1
+            if (
+                retryable
+                and entry.attempts < self.policy.max_attempts
+                and resend_at < entry.ticket.deadline
+                and not entry.ticket.abandoned
+            ):
+                again.append(entry)
+            else:
+                self._settle(entry, ok=False)
+        self.metrics.buffered.set(self._buffered)
+        if again:
+            self.metrics.put_retries.inc(len(again))
+            loop = asyncio.get_running_loop()
+            timer: asyncio.TimerHandle | None = None
+
+            def requeue() -> None:
+                if timer is not None:
+                    self._timers.discard(timer)
+                self._backlog.push_front(again)
+                self._wakeup.set()
+                self._batch_ready.set()
+
+            timer = loop.call_later(delay, requeue)
+            self._timers.add(timer)
+
+    # -- bookkeeping ------------------------------------------------------------------------
+
+    def _settle(self, entry: _Entry, *, ok: bool) -> None:
+        ticket = entry.ticket
+        if ticket.status[entry.index] != _PENDING:
+            return
+        ticket.status[entry.index] = _ACCEPTED if ok else _FAILED
+        ticket.remaining -= 1
+        self._buffered -= 1
+        if not ok:
+            self.metrics.trades_failed.inc()
+        if ticket.remaining == 0:
+            self._finish(ticket)
+        if self._buffered == 0:
+            self._drained.set()
+
+    def _expire(self, ticket: _Ticket) -> None:
+        """The request's time is up: answer with what is durable so far. Its records still
+        queued are dropped (the client is told to resend them); records already in a call may
+        still land, which deterministic ids make harmless."""
+        ticket.abandoned = True
+        self._finish(ticket)
+
+    def _finish(self, ticket: _Ticket) -> PutOutcome:
+        outcome = ticket.outcome()
+        self._tickets.discard(ticket)
+        if ticket.timer is not None:
+            ticket.timer.cancel()
+        if not ticket.future.done():
+            ticket.future.set_result(outcome)
+        return outcome
+
+
+def _error_code(exc: BaseException) -> str:
+    if isinstance(exc, ClientError):
+        return str(exc.response.get("Error", {}).get("Code", "ClientError"))
+    if isinstance(exc, TimeoutError):
+        return "Timeout"
+    return type(exc).__name__

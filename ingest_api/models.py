@@ -1,0 +1,117 @@
+"""The API's request and response bodies.
+
+``TradeIn`` is the core ``RawTrade`` with the rules an HTTP client can be held to: unknown fields
+are refused (a misspelt field is a client bug, not something to drop silently; ``id`` and ``rt``
+are assigned by the service), JSON types are strict (no ``"1.5"`` for a price, no ``true`` for a
+volume; but 1.7e12 is the integer JSON Schema says it is), condition codes are short and few (so
+a record stays far below Kinesis's 1 MiB), and a trade time may not lie in the future beyond a
+clock-skew allowance.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    field_validator,
+)
+
+from tradestream.trade import RawTrade
+
+MAX_CONDITIONS = 32
+ConditionCode = Annotated[str, StringConstraints(min_length=1, max_length=16)]
+
+# The context key parse.py passes so "the future" is one instant for a whole request.
+MAX_T_CONTEXT_KEY = "max_t"
+
+_FIELD_DOCS = {
+    "s": "Symbol, e.g. AAPL, BINANCE:BTCUSDT, OANDA:EUR_USD.",
+    "p": "Last price; finite and greater than 0.",
+    "v": "Volume; finite and at least 0 (0 is a price-only update).",
+    "t": "Trade time in epoch milliseconds (UTC), not in the future beyond the allowed skew.",
+    "c": "Trade condition codes, as Finnhub sends them.",
+}
+
+
+def _document(schema: dict[str, Any]) -> None:
+    for name, text in _FIELD_DOCS.items():
+        schema["properties"][name]["description"] = text
+    schema["examples"] = [{"s": "AAPL", "p": 189.97, "v": 100, "t": 1_718_000_000_000, "c": ["1"]}]
+
+
+class TradeIn(RawTrade):
+    """One trade as a client posts it."""
+
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, strict=True, title="Trade", json_schema_extra=_document
+    )
+
+    c: tuple[ConditionCode, ...] | None = Field(default=None, max_length=MAX_CONDITIONS)
+
+    @field_validator("t", mode="before")
+    @classmethod
+    def _integral_number(cls, value: object) -> object:
+        # JSON has one number type: 1718000000000.0 is the integer JSON Schema says it is.
+        if type(value) is float and value.is_integer():
+            return int(value)
+        return value
+
+    @field_validator("t")
+    @classmethod
+    def _not_in_the_future(cls, value: int, info: ValidationInfo) -> int:
+        context = info.context if isinstance(info.context, dict) else {}
+        latest = context.get(MAX_T_CONTEXT_KEY)
+        if latest is not None and value > latest:
+            raise ValueError("trade time lies in the future beyond the allowed clock skew")
+        return value
+
+
+class Accepted(BaseModel):
+    """Kinesis has durably accepted every trade of the request."""
+
+    accepted: int = Field(description="number of trades accepted")
+    ids: list[str] = Field(description="the trades' deterministic ids, in request order")
+
+
+class Problem(BaseModel):
+    """An error; ``code`` is stable and machine-readable, ``detail`` says what to do."""
+
+    code: str
+    detail: str
+
+
+class TradeProblem(BaseModel):
+    index: int = Field(description="0-based position of the trade in the request")
+    field: str | None = Field(description="the offending field; null when the item itself is bad")
+    message: str
+    type: str = Field(description="pydantic's error type, e.g. greater_than, missing")
+
+
+class InvalidTrades(Problem):
+    """Some trades are invalid; nothing of the request was put."""
+
+    errors: list[TradeProblem]
+
+
+class Unavailable(Problem):
+    """Kinesis did not accept every trade in time, or the service is saturated or stopping.
+
+    Trades listed in ``ids`` are durable. Resending the whole request is safe: ids are
+    deterministic, so the sinks store each trade once.
+    """
+
+    accepted: int
+    ids: list[str] = Field(description="ids of the trades Kinesis accepted, in request order")
+    not_accepted: list[str] = Field(description="ids of the trades to send again")
+
+
+class Readiness(BaseModel):
+    ready: bool
+    stream: str
+    status: str | None = Field(description="the stream's StreamStatus when it could be read")
+    reason: str | None = None

@@ -1,0 +1,133 @@
+"""The endpoints: POST /v1/trades, and /healthz, /readyz, /metrics for operations."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request, Response
+from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.requests import ClientDisconnect
+
+from tradestream.trade import now_ms, stamp
+
+from .batcher import BatcherClosedError, BufferFullError
+from .deps import Caller, Readiness, Sink, State, ingest_state
+from .errors import MalformedBodyError, UnavailableError
+from .models import Accepted, InvalidTrades, Problem, Unavailable
+from .models import Readiness as ReadinessBody
+from .parse import body_format, read_limited
+
+router = APIRouter()
+
+_RETRY_AFTER = {"Retry-After": {"description": "seconds to wait", "schema": {"type": "integer"}}}
+
+TRADES_RESPONSES: dict[int | str, dict[str, Any]] = {
+    202: {"model": Accepted, "description": "Kinesis accepted every trade of the request."},
+    400: {"model": Problem, "description": "The body is not JSON."},
+    401: {"model": Problem, "description": "Missing or unknown X-API-Key."},
+    413: {
+        "model": Problem,
+        "description": "The body exceeds MAX_BODY_BYTES or holds more than "
+        "MAX_TRADES_PER_REQUEST trades; split it.",
+    },
+    415: {"model": Problem, "description": "Not application/json or application/x-ndjson."},
+    422: {"model": InvalidTrades, "description": "Invalid trades; nothing was accepted."},
+    429: {"model": Problem, "description": "Rate limit of the key.", "headers": _RETRY_AFTER},
+    503: {
+        "model": Unavailable,
+        "description": "Kinesis did not accept every trade within the retry budget, or the "
+        "service is saturated or stopping; `ids` lists the trades that are durable.",
+        "headers": _RETRY_AFTER,
+    },
+}
+
+
+@router.post(
+    "/v1/trades",
+    status_code=202,
+    response_model=Accepted,
+    responses=TRADES_RESPONSES,
+    operation_id="putTrades",
+    summary="Put trades into the stream",
+    description="One trade object, a JSON array of trades, or NDJSON (one trade per line). "
+    "All-or-nothing validation; 202 only once Kinesis accepted every trade. Ids are "
+    "deterministic: resending a request after a 503 or a timeout stores nothing twice.",
+)
+async def post_trades(request: Request, caller: Caller, sink: Sink) -> Response:
+    state = ingest_state(request)
+    settings = state.settings
+    fmt = body_format(request.headers.get("content-type"))
+    try:
+        body = await read_limited(
+            request.headers.get("content-length"), request.stream(), settings.max_body_bytes
+        )
+    except ClientDisconnect:
+        raise MalformedBodyError("the connection closed before the body ended") from None
+    received = now_ms()
+    latest = received + int(settings.max_future_skew_seconds * 1000)
+    raws = state.parser.parse(body, fmt, max_t=latest)
+    trades = stamp(raws, received)
+    ids = [trade.id for trade in trades]
+    try:
+        outcome = await sink.put([(t.id, t.s, t.to_record()) for t in trades])
+    except (BufferFullError, BatcherClosedError) as exc:
+        raise UnavailableError(
+            str(exc),
+            accepted=[],
+            not_accepted=ids,
+            retry_after=settings.retry_after_seconds,
+            code=exc.code,
+        ) from None
+    state.metrics.trades_received.inc(len(trades))
+    if not outcome.complete:
+        raise UnavailableError(
+            f"Kinesis did not accept {len(outcome.not_accepted)} of {len(ids)} trades within "
+            "the retry budget; resend them (ids make resending safe)",
+            accepted=outcome.accepted,
+            not_accepted=outcome.not_accepted,
+            retry_after=settings.retry_after_seconds,
+        )
+    body_out = Accepted(accepted=len(ids), ids=ids).model_dump_json()
+    return Response(body_out, status_code=202, media_type="application/json")
+
+
+@router.get(
+    "/healthz",
+    operation_id="health",
+    response_model=dict[str, str],
+    summary="The process is alive",
+)
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get(
+    "/readyz",
+    operation_id="readiness",
+    response_model=ReadinessBody,
+    responses={503: {"model": ReadinessBody, "description": "Not ready."}},
+    summary="The stream is reachable and takes writes",
+)
+async def readyz(probe: Readiness, sink: Sink, state: State) -> Response:
+    if sink.closing:
+        result = ReadinessBody(
+            ready=False, stream=state.settings.stream_name, status=None, reason="ShuttingDown"
+        )
+    else:
+        result = await probe.check()
+    return Response(
+        result.model_dump_json(),
+        status_code=200 if result.ready else 503,
+        media_type="application/json",
+    )
+
+
+@router.get(
+    "/metrics",
+    operation_id="metrics",
+    summary="Prometheus metrics",
+    response_class=Response,
+    responses={200: {"content": {CONTENT_TYPE_LATEST.split(";")[0]: {}}}},
+)
+async def metrics(state: State) -> Response:
+    return Response(state.metrics.render(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,81 @@
+"""Settings of the ingest service, from UPPER_CASE environment variables.
+
+Bounds refuse values that would make the service unsafe (unbounded memory, acknowledgements that
+outlive a load balancer's idle timeout) or that can never work (a request larger than the buffer).
+"""
+
+from __future__ import annotations
+
+from typing import Self
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+MIB = 1024 * 1024
+
+# PutRecords limits (DESIGN.md, "AWS limits").
+MAX_RECORDS_PER_CALL = 500
+MAX_BYTES_PER_CALL = 5 * MIB
+
+
+class IngestSettings(BaseSettings):
+    model_config = SettingsConfigDict(extra="ignore", frozen=True)
+
+    stream_name: str = Field(default="trades", pattern=r"^[a-zA-Z0-9_.-]{1,128}$")
+
+    # Where the server listens when started by `python -m ingest_api` (a container sets 0.0.0.0).
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    # Processes serving the port: one event loop per vCPU (each with its own Kinesis batcher).
+    workers: int = Field(default=1, ge=1, le=64)
+
+    # Comma-separated keys, and/or the name or ARN of a Secrets Manager secret holding them.
+    ingest_api_keys: SecretStr | None = None
+    ingest_api_keys_secret: str | None = Field(default=None, min_length=1, max_length=2048)
+
+    max_body_bytes: int = Field(default=MIB, ge=1024, le=10 * MIB)
+    max_trades_per_request: int = Field(default=500, ge=1, le=10_000)
+    # Trades dated further ahead than this are clock or unit errors, not trades.
+    max_future_skew_seconds: float = Field(default=300, gt=0, le=7 * 86_400)
+
+    # Token bucket per API key, counted in requests.
+    rate_limit_per_second: float = Field(default=100, gt=0, le=1_000_000)
+    rate_limit_burst: int = Field(default=200, ge=1, le=10_000_000)
+
+    # Group commit: how long the first queued trade waits for others to share its PutRecords call.
+    linger_ms: float = Field(default=5, ge=0, le=1000)
+    put_concurrency: int = Field(default=4, ge=1, le=64)
+    # Trades queued or in flight to Kinesis; beyond it requests get 503 at once.
+    max_buffered_records: int = Field(default=20_000, ge=1, le=1_000_000)
+    # Retry budget for entries Kinesis refuses: attempts per entry and a deadline per request that
+    # stays below a load balancer's idle timeout (ALB: 60 s) so the client gets an answer.
+    put_max_attempts: int = Field(default=6, ge=1, le=20)
+    put_backoff_base_ms: float = Field(default=50, gt=0, le=10_000)
+    put_backoff_max_ms: float = Field(default=2_000, gt=0, le=30_000)
+    put_timeout_seconds: float = Field(default=10, gt=0, le=55)
+    kinesis_call_timeout_seconds: float = Field(default=5, gt=0, le=60)
+    retry_after_seconds: int = Field(default=2, ge=1, le=3600)
+
+    # One JSON line per request at INFO (~50 µs each). Behind a load balancer that keeps access
+    # logs of its own, turning this off leaves warnings and errors, which still carry request ids.
+    access_log: bool = True
+
+    # /readyz answers from a cache so probes cannot exhaust DescribeStreamSummary's 20 TPS quota.
+    readiness_cache_seconds: float = Field(default=5, ge=0, le=300)
+
+    # ECS stops a task 30 s after SIGTERM: in-flight requests first, then the buffer is drained.
+    graceful_shutdown_seconds: float = Field(default=20, gt=0, le=300)
+    drain_timeout_seconds: float = Field(default=5, gt=0, le=300)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Self:
+        if self.ingest_api_keys is None and self.ingest_api_keys_secret is None:
+            raise ValueError("set INGEST_API_KEYS (comma-separated) or INGEST_API_KEYS_SECRET")
+        if self.max_buffered_records < self.max_trades_per_request:
+            raise ValueError(
+                "MAX_BUFFERED_RECORDS must hold at least one full request "
+                f"(MAX_TRADES_PER_REQUEST={self.max_trades_per_request})"
+            )
+        if self.put_backoff_max_ms < self.put_backoff_base_ms:
+            raise ValueError("PUT_BACKOFF_MAX_MS must be at least PUT_BACKOFF_BASE_MS")
+        return self
