@@ -113,5 +113,18 @@ def invoke(function: str, event_file: Path | None) -> None:
     click.echo(dumps(response))
 
 
+@local.command()
+def runtime() -> None:
+    """Run the AWS glue locally against the endpoint AWS_ENDPOINT_URL names (LocalStack in
+    compose): deploy-or-reuse the Flavour=local stacks, then run the Kinesis event source mapping
+    and Firehose emulations until SIGTERM. Prints the ready line like `up`, with no producer."""
+
+    if not os.environ.get("AWS_ENDPOINT_URL"):
+        raise click.UsageError(
+            "set AWS_ENDPOINT_URL (e.g. LocalStack); `tradestream up` embeds moto"
+        )
+    up.callback(source="none")  # type: ignore[misc]
+
+
 if __name__ == "__main__":
     main()

@@ -13,6 +13,8 @@ from pathlib import Path
 import boto3
 import httpx
 
+from tradestream.local.moto_server import MotoHandle
+
 REPO = Path(__file__).resolve().parents[2]
 EVENTS = REPO / "tests" / "events"
 
@@ -179,6 +181,41 @@ def test_up_with_api_keys_serves_ingest_and_posted_trades_reach_dynamodb(tmp_pat
         process.send_signal(signal.SIGTERM)
         process.communicate(timeout=60)
         assert process.returncode == 0, log.read_text()[-3000:]
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
+def test_local_runtime_needs_an_endpoint_and_runs_against_one(moto: MotoHandle) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT_URL")}
+    # GIVEN no AWS_ENDPOINT_URL: a usage error (compose always names LocalStack)
+    refused = tradestream("local", "runtime")
+    assert refused.returncode == 2
+    assert "AWS_ENDPOINT_URL" in refused.stderr
+    # WHEN it is pointed at a running endpoint (moto here, LocalStack in compose)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "tradestream.cli", "local", "runtime"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={
+            **env,
+            "AWS_ENDPOINT_URL": moto.url,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "STREAM_NAME": "runtime-trades",
+            "TABLE_NAME": "runtime_trades",
+        },
+    )
+    try:
+        assert process.stdout is not None
+        ready = json.loads(process.stdout.readline())
+        # THEN it deploys into that endpoint and serves until SIGTERM
+        assert ready["aws_endpoint"] == moto.url
+        assert ready["stream"] == "runtime-trades"
+        process.send_signal(signal.SIGTERM)
+        process.communicate(timeout=60)
+        assert process.returncode == 0
     finally:
         if process.poll() is None:
             process.kill()
