@@ -33,6 +33,7 @@ bench: install
 	$(BIN)/python -m bench.producer
 	$(BIN)/python -m bench.hotstore
 	$(BIN)/python -m bench.producer_memory
+	$(BIN)/python -m bench.enrich
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -94,12 +94,67 @@ def ingest(host: str, port: int) -> None:
 
 
 @main.group()
+def model() -> None:
+    """Train, package and serve the model behind the inference lake."""
+
+
+@model.command("train")
+@click.option(
+    "--out", type=click.Path(path_type=Path), default=Path("build/model"), show_default=True
+)
+@click.option("--trades", type=click.IntRange(min=1000), default=40_000, show_default=True)
+@click.option("--seed", type=int, default=7, show_default=True)
+@click.option("--horizon", type=click.FloatRange(min=0.1), default=5.0, show_default=True)
+@click.option("--bucket", help="Retrain on the lake in this S3 bucket instead of synthetic data.")
+@click.option("--card", type=click.Path(path_type=Path), help="Also write the model card here.")
+def model_train(
+    out: Path, trades: int, seed: int, horizon: float, bucket: str | None, card: Path | None
+) -> None:
+    """Train reproducibly, evaluate on a time-based holdout, print the metrics as JSON."""
+    from ml.data import lake_history
+    from ml.train import model_card, train
+
+    history = lake_history(bucket) if bucket else None
+    result = train(out, trades=history, n_trades=trades, seed=seed, horizon_s=horizon)
+    if card:
+        card.write_text(model_card(result))
+    click.echo(dumps({"model_version": result.model_version, **result.metrics}))
+
+
+@model.command("package")
+@click.option(
+    "--model-dir", type=click.Path(exists=True, path_type=Path), default=Path("build/model")
+)
+@click.option("--out", type=click.Path(path_type=Path), default=Path("build/model.tar.gz"))
+def model_package(model_dir: Path, out: Path) -> None:
+    """Build model.tar.gz in the SageMaker scikit-learn layout."""
+    from ml.package import package
+
+    click.echo(str(package(model_dir, out)))
+
+
+@model.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=click.IntRange(0, 65535), default=8080, show_default=True)
+@click.option(
+    "--model-dir",
+    type=click.Path(exists=True, path_type=Path),
+    help="An extracted package or a model.tar.gz; default: the reproducible default model.",
+)
+def model_serve(host: str, port: int, model_dir: Path | None) -> None:
+    """Serve the model with the SageMaker container and runtime API contracts."""
+    from ml.serve import serve
+
+    serve(model_dir, host, port)
+
+
+@main.group()
 def local() -> None:
     """Run pieces of the cloud deployment locally."""
 
 
 @local.command()
-@click.argument("function", type=click.Choice(["hotstore"]))
+@click.argument("function", type=click.Choice(["hotstore", "enrich"]))
 @click.option("--event", "event_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 def invoke(function: str, event_file: Path | None) -> None:
     """Invoke a Lambda handler once with the event in FILE (stdin if omitted), like `sam local
@@ -108,8 +163,11 @@ def invoke(function: str, event_file: Path | None) -> None:
 
     raw = event_file.read_text() if event_file else sys.stdin.read()
     event: dict[str, Any] = json.loads(raw)
-    with embedded_stack(run_mapping=False) as stack:
-        response = stack.hotstore_handler()(event, stack.hotstore_context())
+    with embedded_stack(run_mapping=False, with_lake=function == "enrich") as stack:
+        if function == "enrich":
+            response = stack.enrich_handler()(event, stack.enrich_context())
+        else:
+            response = stack.hotstore_handler()(event, stack.hotstore_context())
     click.echo(dumps(response))
 
 

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from tradestream import inspect
+from tradestream.local.firehose_lake import count_lake
 from tradestream.local.runtime import EmbeddedStack, embedded_stack
 from tradestream.local.settings import LocalSettings
 
@@ -22,6 +23,9 @@ class DemoResult:
     published_records: int  # Kinesis records accepted, duplicates included
     hotstore_items: int  # distinct items in DynamoDB
     dlq: int  # messages in the hotstore DLQ
+    lake_records: int  # distinct trades under the lake's data prefix
+    predicted: int  # of those, trades with a non-null prediction
+    lake_errors: int  # records under the lake's error prefix
     latency_ms: dict[str, float | None]
     drained: bool
     elapsed_s: float
@@ -56,13 +60,18 @@ def _progress_printer(
 
 
 def _wait_drained(stack: EmbeddedStack, expected: int, deadline: float) -> bool:
-    """Drained = the mapping is caught up on every shard and DynamoDB holds every trade."""
+    """Drained = both consumer stages are caught up on every shard, DynamoDB holds every trade,
+    and the Firehose buffers have been delivered to the lake (flushed, not left to their timers)."""
     while time.monotonic() < deadline:
         caught_up = stack.mapping is None or stack.mapping.caught_up()
         if caught_up and inspect.count_items(stack.stack.table_name) >= expected:
-            return True
+            break
         time.sleep(0.25)
-    return False
+    else:
+        return False
+    if stack.firehose is None:
+        return True
+    return stack.firehose.wait_caught_up(max(1.0, deadline - time.monotonic()), flush=True)
 
 
 def run_demo(trades: int, *, rate: float, timeout: float, seed: int = 7) -> DemoResult:
@@ -86,7 +95,8 @@ def run_demo(trades: int, *, rate: float, timeout: float, seed: int = 7) -> Demo
 
         def snapshot() -> dict[str, int]:
             delivered = stack.mapping.stats.records_delivered if stack.mapping else 0
-            return {**counters, "delivered to hotstore": delivered}
+            enriched = stack.firehose.stats.records_delivered if stack.firehose else 0
+            return {**counters, "hotstore": delivered, "lake": enriched}
 
         stop_progress = threading.Event()
         printer = _progress_printer(snapshot, stop_progress)
@@ -101,11 +111,23 @@ def run_demo(trades: int, *, rate: float, timeout: float, seed: int = 7) -> Demo
             printer.join(timeout=2)
         elapsed = time.monotonic() - started
         table = stack.stack.table_name
+        lake = (
+            count_lake(
+                stack.lake.bucket_name,
+                data_prefix=stack.lake.data_prefix,
+                error_prefix=stack.lake.error_prefix,
+            )
+            if stack.lake
+            else None
+        )
         return DemoResult(
             produced=stats.distinct,
             published_records=stats.published,
             hotstore_items=inspect.count_items(table),
             dlq=inspect.queue_depth(stack.stack.dlq_url),
+            lake_records=lake.distinct_ids if lake else 0,
+            predicted=lake.predicted if lake else 0,
+            lake_errors=lake.errors if lake else 0,
             latency_ms=inspect.percentiles(inspect.latencies_ms(table)),
             drained=drained,
             elapsed_s=round(elapsed, 2),

@@ -17,6 +17,8 @@ runtime's "cold start"). ``Enricher`` takes explicit settings and client.
 
 from __future__ import annotations
 
+import logging
+import sys
 import threading
 import time
 from collections import Counter
@@ -51,7 +53,8 @@ from tradestream.trade import Trade, TradeError
 
 # Named explicitly: the local runtime runs several functions in one process, where a shared
 # POWERTOOLS_SERVICE_NAME would give every function's lines the same service.
-logger = Logger(service="enrich")
+# stderr: Lambda sends both streams to CloudWatch; locally stdout carries only results.
+logger = Logger(service="enrich", logger_handler=logging.StreamHandler(sys.stderr))
 
 
 def sagemaker_client(settings: EnrichSettings) -> Any:

@@ -42,5 +42,5 @@ def hot_path(
             table_name=f"e2e_trades_{unique}",
             poll_interval_seconds=0.1,
         )
-        with embedded_stack(settings) as stack:
+        with embedded_stack(settings, with_lake=False) as stack:
             yield HotPath(stack=stack, proxy=proxy)

@@ -39,6 +39,9 @@ def test_demo_json_reconciles_produced_with_items_in_dynamodb() -> None:
     assert result.returncode == 0, result.stderr[-2000:]
     summary = json.loads(result.stdout.strip().splitlines()[-1])
     assert summary["produced"] == summary["hotstore_items"] == 1500
+    # AND every trade is in the lake with a prediction, and nothing went to its error prefix
+    assert summary["lake_records"] == summary["predicted"] == 1500
+    assert summary["lake_errors"] == 0
     assert summary["published_records"] >= 1500  # the synthetic source re-sends some trades
     assert summary["dlq"] == 0
     assert summary["drained"] is True
@@ -72,7 +75,7 @@ def test_up_prints_one_ready_line_then_serves_until_sigterm() -> None:
         # WHEN it is ready
         ready = json.loads(process.stdout.readline())
         # THEN the ready line names a live endpoint with the stream and table deployed
-        for key in ("aws_endpoint", "region", "stream", "table"):
+        for key in ("aws_endpoint", "region", "stream", "table", "bucket", "model_url"):
             assert ready[key]
         session = dict(
             endpoint_url=ready["aws_endpoint"],

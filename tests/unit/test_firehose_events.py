@@ -219,3 +219,18 @@ def test_the_error_envelope_is_firehoses_processing_failed_format() -> None:
         "attemptsMade", "arrivalTimestamp", "errorCode", "errorMessage",
         "attemptEndingTimestamp", "rawData", "lambdaArn",
     ]  # fmt: skip
+
+
+def test_record_ids_are_unique_across_shards_even_when_sequence_numbers_repeat() -> None:
+    # GIVEN two shards whose records carry the same sequence number (moto numbers each from 1)
+    raw = {
+        "SequenceNumber": "1",
+        "ApproximateArrivalTimestamp": 1_700_000_000.0,
+        "Data": b"{}",
+        "PartitionKey": "AAPL",
+    }
+    # WHEN Firehose reads one from each
+    first = from_get_records("shardId-000000000000", raw)
+    second = from_get_records("shardId-000000000001", raw)
+    # THEN their recordIds differ, so the function answers each of them
+    assert first.record_id != second.record_id

@@ -75,8 +75,11 @@ def from_get_records(shard_id: str, raw: Mapping[str, Any]) -> SourceRecord:
     seconds = arrival.timestamp() if isinstance(arrival, datetime) else float(arrival)
     sequence = str(raw["SequenceNumber"])
     record = SourceRecord(
-        # Opaque to the function; unique per (record, sub-record of a KPL aggregate, here 0).
-        record_id=f"{sequence}{0:012d}",
+        # Opaque to the function; unique per (shard, record, sub-record of a KPL aggregate, here 0).
+        # The shard is part of it because sequence numbers need not be unique across shards
+        # (moto numbers each shard from 1), and a repeated recordId makes the function answer
+        # only once for two records.
+        record_id=f"{shard_id.rsplit('-', 1)[-1]:0>12}{sequence}{0:012d}",
         shard_id=shard_id,
         sequence_number=sequence,
         partition_key=str(raw["PartitionKey"]),

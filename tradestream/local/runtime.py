@@ -1,6 +1,7 @@
 """The embedded stack: moto server (or the configured endpoint), the templates deployed through its
-CloudFormation API, and the Kinesis event source mapping emulation invoking the hotstore handler
-in this process, as Lambda would.
+CloudFormation API, the Kinesis event source mapping emulation invoking the hotstore handler and
+the Firehose emulation invoking the enrich handler, in this process, as Lambda would, and the
+local model server the enrich handler calls through the SageMaker runtime API.
 
 The function's code, environment, timeout and memory come from the template (``FunctionSettings``)
 and the code is found the way Lambda finds it, from the ``Handler`` string, so this core module
@@ -17,10 +18,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tradestream.local.esm import KinesisEventSourceMapping
+from tradestream.local.firehose import FirehoseEmulation
+from tradestream.local.firehose_stack import DeployedLake, deploy_lake
 from tradestream.local.lambda_context import LambdaContext, function_arn
 from tradestream.local.moto_server import MotoHandle, ensure_credentials, start_moto
 from tradestream.local.settings import LocalSettings
 from tradestream.local.stack import DeployedStack, deploy
+from tradestream.local.template import FunctionSettings
 
 Handler = Callable[[dict[str, Any], Any], Any]
 
@@ -43,6 +47,9 @@ class EmbeddedStack:
     stack: DeployedStack
     settings: LocalSettings
     mapping: KinesisEventSourceMapping | None = None
+    lake: DeployedLake | None = None
+    firehose: FirehoseEmulation | None = None
+    model_url: str | None = None
     moto: MotoHandle | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -55,6 +62,8 @@ class EmbeddedStack:
             "stream_arn": self.stack.stream_arn,
             "table": self.stack.table_name,
             "dlq_url": self.stack.dlq_url,
+            **({"bucket": self.lake.bucket_name} if self.lake else {}),
+            **({"model_url": self.model_url} if self.model_url else {}),
             **self.extra,
         }
 
@@ -62,7 +71,17 @@ class EmbeddedStack:
         return load_handler(self.stack.function.handler)
 
     def hotstore_context(self) -> LambdaContext:
-        function = self.stack.function
+        return self._context(self.stack.function)
+
+    def enrich_handler(self) -> Handler:
+        assert self.lake is not None, "the lake is not deployed"
+        return load_handler(self.lake.function.handler)
+
+    def enrich_context(self) -> LambdaContext:
+        assert self.lake is not None, "the lake is not deployed"
+        return self._context(self.lake.function)
+
+    def _context(self, function: FunctionSettings) -> LambdaContext:
         account = self.stack.stream_arn.split(":")[4]
         return LambdaContext(
             function_name=function.function_name,
@@ -91,11 +110,63 @@ def _restored_environment() -> Iterator[None]:
         os.environ.update(saved)
 
 
+def _start_model_server(cleanup: ExitStack) -> str:
+    """The local SageMaker-compatible model server, unless an endpoint is configured already."""
+    configured = os.environ.get("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME")
+    if configured:
+        return configured
+    from ml.serve import start_in_thread  # the model server is a deployable; found at run time
+
+    server = start_in_thread()
+    cleanup.callback(server.stop)
+    os.environ["AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"] = server.url
+    return str(server.url)
+
+
+def _start_lake(embedded: EmbeddedStack, cleanup: ExitStack, run: bool) -> None:
+    """Deploy the lake and, unless ``run`` is false, run its Firehose emulation from LATEST."""
+    settings = embedded.settings
+    lake = deploy_lake(
+        stream_arn=embedded.stack.stream_arn,
+        bucket_name=settings.bucket_name,
+        endpoint_name=settings.endpoint_name,
+        parameters={
+            "ProcessorBufferIntervalInSeconds": str(settings.lake_processor_interval_seconds),
+            "BufferIntervalInSeconds": str(settings.lake_s3_interval_seconds),
+        },
+    )
+    embedded.lake = lake
+    # Both functions share this process's environment; the service name is the one key they
+    # both set, and each function's logger names its service explicitly.
+    os.environ.update(
+        {k: v for k, v in lake.function.environment.items() if k != "POWERTOOLS_SERVICE_NAME"}
+    )
+    embedded.model_url = _start_model_server(cleanup)
+    if not run:
+        return
+    firehose = FirehoseEmulation(
+        settings=lake.delivery_stream,
+        handler=embedded.enrich_handler(),
+        region=embedded.region,
+        function_name=lake.function.function_name,
+        function_timeout_s=lake.function.timeout_s,
+        memory_limit_in_mb=lake.function.memory_limit_in_mb,
+        poll_interval_s=settings.poll_interval_seconds,
+    )
+    firehose.start()
+    cleanup.callback(firehose.stop)
+    embedded.firehose = firehose
+
+
 @contextmanager
 def embedded_stack(
-    settings: LocalSettings | None = None, *, run_mapping: bool = True
+    settings: LocalSettings | None = None, *, run_mapping: bool = True, with_lake: bool = True
 ) -> Iterator[EmbeddedStack]:
-    """Start (or reuse) the endpoint, deploy the stacks, and run the hot path's mapping."""
+    """Start (or reuse) the endpoint, deploy the stacks, and run both consumer stages.
+
+    ``run_mapping=False`` deploys everything but runs neither emulation (for `local invoke`);
+    ``with_lake=False`` leaves the inference lake out altogether.
+    """
     settings = settings or LocalSettings()
     with _restored_environment(), ExitStack() as cleanup:
         moto: MotoHandle | None = None
@@ -119,11 +190,14 @@ def embedded_stack(
             settings=settings,
             moto=moto,
         )
+        hotstore_handler = embedded.hotstore_handler()
+        if with_lake:
+            _start_lake(embedded, cleanup, run=run_mapping)
         if run_mapping:
             mapping = KinesisEventSourceMapping(
                 stream_arn=stack.stream_arn,
                 function_name=stack.function.function_name,
-                handler=embedded.hotstore_handler(),
+                handler=hotstore_handler,
                 settings=stack.mapping,
                 region=embedded.region,
                 poll_interval_s=settings.poll_interval_seconds,

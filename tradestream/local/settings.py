@@ -5,6 +5,9 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+BUCKET_PATTERN = r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
+ENDPOINT_PATTERN = r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$"
+
 
 class LocalSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", frozen=True)
@@ -15,3 +18,15 @@ class LocalSettings(BaseSettings):
     # drains quickly. A shard with a backlog is polled back-to-back either way.
     poll_interval_seconds: float = Field(default=0.2, gt=0, le=10)
     hotstore_ttl_days: int = Field(default=30, gt=0, le=3650)
+
+    # The inference lake. S3 bucket names are global on AWS; locally any valid name will do.
+    bucket_name: str = Field(
+        default="tradestream-lake", pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
+    )
+    endpoint_name: str = Field(
+        default="tradestream-model", pattern=r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$"
+    )
+    # Firehose's defaults (60 s before the transform, 300 s before S3) suit AWS's cost model;
+    # locally they would hide the lake for minutes, so the embedded stack deploys shorter ones.
+    lake_processor_interval_seconds: int = Field(default=1, ge=0, le=900)
+    lake_s3_interval_seconds: int = Field(default=10, ge=0, le=900)
