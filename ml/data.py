@@ -1,11 +1,14 @@
 """Training data: history from the seeded synthetic source, or what the pipeline captured in the
-lake (S3 NDJSON objects, optionally GZIP, one enriched trade per line)."""
+lake: S3 NDJSON objects (optionally GZIP, one enriched trade per line, what Firehose writes) and
+Parquet objects (``.parquet``, e.g. after an Athena CTAS or a Firehose format conversion)."""
 
 from __future__ import annotations
 
 import asyncio
 import gzip
+import io
 import json
+from collections.abc import Iterator
 from typing import Any
 
 from producer.sources import SyntheticSource
@@ -13,6 +16,8 @@ from tradestream import aws
 
 SYMBOLS = ("AAPL", "MSFT", "AMZN", "BINANCE:BTCUSDT")
 TRADE_FIELDS = ("s", "p", "v", "t", "c")
+GZIP_MAGIC = b"\x1f\x8b"
+PARQUET_MAGIC = b"PAR1"
 
 
 def synthetic_history(n_trades: int, seed: int) -> list[dict[str, Any]]:
@@ -38,13 +43,22 @@ def lake_history(bucket: str, prefix: str = "trades/") -> list[dict[str, Any]]:
     for page in s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for entry in page.get("Contents", []):
             body = s3.get_object(Bucket=bucket, Key=entry["Key"])["Body"].read()
-            if body[:2] == b"\x1f\x8b":
-                body = gzip.decompress(body)
-            for line in body.splitlines():
-                if line.strip():
-                    record = json.loads(line)
-                    by_id[str(record.get("id", len(by_id)))] = _raw(record)
+            for record in _records(entry["Key"], body):
+                by_id[str(record.get("id", len(by_id)))] = _raw(record)
     return sorted(by_id.values(), key=lambda r: int(r["t"]))
+
+
+def _records(key: str, body: bytes) -> Iterator[dict[str, Any]]:
+    if key.endswith(".parquet") or body[:4] == PARQUET_MAGIC:
+        import pyarrow.parquet as pq  # only needed for Parquet objects
+
+        yield from pq.read_table(io.BytesIO(body)).to_pylist()
+        return
+    if body[:2] == GZIP_MAGIC:
+        body = gzip.decompress(body)
+    for line in body.splitlines():
+        if line.strip():
+            yield json.loads(line)
 
 
 def _raw(record: dict[str, Any]) -> dict[str, Any]:
