@@ -171,6 +171,36 @@ def invoke(function: str, event_file: Path | None) -> None:
     click.echo(dumps(response))
 
 
+@local.command("deploy")
+def local_deploy() -> None:
+    """Deploy the Flavour=local stacks (stream, hotstore table + DLQ, lake bucket) into the
+    endpoint AWS_ENDPOINT_URL names, print their outputs as one JSON line, and exit: the
+    one-shot deploy service of docker compose. Idempotent: unchanged stacks are reused."""
+    from tradestream.local.firehose_stack import deploy_lake
+    from tradestream.local.settings import LocalSettings
+    from tradestream.local.stack import deploy
+
+    if not os.environ.get("AWS_ENDPOINT_URL"):
+        raise click.UsageError("set AWS_ENDPOINT_URL (e.g. LocalStack)")
+    settings = LocalSettings()
+    stack = deploy(stream_name=settings.stream_name, table_name=settings.table_name)
+    lake = deploy_lake(
+        stream_arn=stack.stream_arn,
+        bucket_name=settings.bucket_name,
+        endpoint_name=settings.endpoint_name,
+    )
+    click.echo(
+        dumps(
+            {
+                "stream": stack.stream_name,
+                "table": stack.table_name,
+                "dlq_url": stack.dlq_url,
+                "bucket": lake.bucket_name,
+            }
+        )
+    )
+
+
 @local.command()
 def runtime() -> None:
     """Run the AWS glue locally against the endpoint AWS_ENDPOINT_URL names (LocalStack in

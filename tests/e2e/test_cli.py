@@ -222,3 +222,36 @@ def test_local_runtime_needs_an_endpoint_and_runs_against_one(moto: MotoHandle) 
     finally:
         if process.poll() is None:
             process.kill()
+
+
+def test_local_deploy_creates_the_local_flavour_and_exits(moto: MotoHandle, unique: str) -> None:
+    # WHEN the compose one-shot deploy runs against an endpoint
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT_URL")}
+    result = subprocess.run(
+        [sys.executable, "-m", "tradestream.cli", "local", "deploy"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={
+            **env,
+            "AWS_ENDPOINT_URL": moto.url,
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "STREAM_NAME": f"deploy-{unique}",
+            "TABLE_NAME": f"deploy_{unique}",
+            "BUCKET_NAME": f"lake-{unique}",
+        },
+    )
+    # THEN it exits 0 and prints the deployed names, which exist in the endpoint
+    assert result.returncode == 0, result.stderr[-2000:]
+    outputs = json.loads(result.stdout.strip().splitlines()[-1])
+    assert outputs["stream"] == f"deploy-{unique}"
+    session = dict(
+        endpoint_url=moto.url,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    boto3.client("s3", **session).head_bucket(Bucket=outputs["bucket"])
+    boto3.client("dynamodb", **session).describe_table(TableName=outputs["table"])

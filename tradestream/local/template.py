@@ -13,6 +13,7 @@ functions the templates do not use on these paths; they raise ``TemplateError`` 
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -21,7 +22,12 @@ from typing import Any, Literal, cast
 
 from cfn_tools import load_yaml
 
-TEMPLATE_DIR = Path(__file__).resolve().parents[2] / "infra" / "cloudformation"
+# The repository's templates; an installed (non-editable) copy, as in the container images, is
+# told where they are with TRADESTREAM_TEMPLATE_DIR.
+TEMPLATE_DIR = Path(
+    os.environ.get("TRADESTREAM_TEMPLATE_DIR")
+    or Path(__file__).resolve().parents[2] / "infra" / "cloudformation"
+)
 STREAM_TEMPLATE = "stream.yaml"
 HOTSTORE_TEMPLATE = "hotstore.yaml"
 
