@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from ml.serve import start_in_thread
+from tests.support.hotstore import create_table_and_dlq
 from tradestream import aws
 from tradestream.deploy.zips import FUNCTIONS, build_lambda_zips, unzip
 from tradestream.local.moto_server import MotoHandle
@@ -108,20 +109,7 @@ def test_hotstore_zip_handles_the_poison_sample(
     aws_env: str,
 ) -> None:
     dynamodb, sqs = aws.client("dynamodb"), aws.client("sqs")
-    table = f"zip-{unique}"
-    dynamodb.create_table(
-        TableName=table,
-        BillingMode="PAY_PER_REQUEST",
-        AttributeDefinitions=[
-            {"AttributeName": "s", "AttributeType": "S"},
-            {"AttributeName": "sk", "AttributeType": "S"},
-        ],
-        KeySchema=[
-            {"AttributeName": "s", "KeyType": "HASH"},
-            {"AttributeName": "sk", "KeyType": "RANGE"},
-        ],
-    )
-    queue = sqs.create_queue(QueueName=f"zip-dlq-{unique}")["QueueUrl"]
+    table, queue = create_table_and_dlq(dynamodb, sqs, f"zip-{unique}")
     env = {**lambda_env, "TABLE_NAME": table, "DLQ_URL": queue}
     answer = run_handler(
         bare_python,

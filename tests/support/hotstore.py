@@ -30,14 +30,10 @@ class Resources:
     sqs: Any
 
 
-def provision(aws_env: str, unique: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Resources]:
-    """A table with the template's key schema and a DLQ, named for one test, in the environment."""
-    # Straight to moto (aws_env points AWS_ENDPOINT_URL there), never through a fault proxy.
-    dynamodb = aws.client("dynamodb", endpoint_url=aws_env)
-    sqs = aws.client("sqs", endpoint_url=aws_env)
-    table = f"hotstore-{unique}"
+def create_table_and_dlq(dynamodb: Any, sqs: Any, name: str) -> tuple[str, str]:
+    """A table with the template's key schema (s HASH, sk RANGE) and a DLQ; their name and URL."""
     dynamodb.create_table(
-        TableName=table,
+        TableName=name,
         BillingMode="PAY_PER_REQUEST",
         AttributeDefinitions=[
             {"AttributeName": "s", "AttributeType": "S"},
@@ -48,7 +44,15 @@ def provision(aws_env: str, unique: str, monkeypatch: pytest.MonkeyPatch) -> Ite
             {"AttributeName": "sk", "KeyType": "RANGE"},
         ],
     )
-    queue_url = sqs.create_queue(QueueName=f"hotstore-dlq-{unique}")["QueueUrl"]
+    return name, sqs.create_queue(QueueName=f"{name}-dlq")["QueueUrl"]
+
+
+def provision(aws_env: str, unique: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Resources]:
+    """A table with the template's key schema and a DLQ, named for one test, in the environment."""
+    # Straight to moto (aws_env points AWS_ENDPOINT_URL there), never through a fault proxy.
+    dynamodb = aws.client("dynamodb", endpoint_url=aws_env)
+    sqs = aws.client("sqs", endpoint_url=aws_env)
+    table, queue_url = create_table_and_dlq(dynamodb, sqs, f"hotstore-{unique}")
     monkeypatch.setenv("TABLE_NAME", table)
     monkeypatch.setenv("DLQ_URL", queue_url)
     monkeypatch.setenv("WRITE_BACKOFF_BASE_SECONDS", "0.001")
