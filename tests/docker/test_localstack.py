@@ -1,0 +1,73 @@
+"""The same stacks and hot path against LocalStack (the compose image), via testcontainers.
+
+Marked ``docker``: they need a Docker daemon and skip cleanly when none answers (as on the
+machine this project is built on).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tradestream import inspect
+from tradestream.local.runtime import EmbeddedStack, embedded_stack
+from tradestream.local.settings import LocalSettings
+
+pytestmark = pytest.mark.docker
+
+COMPOSE = Path(__file__).resolve().parents[2] / "docker-compose.yml"
+COMPOSE_IMAGE = yaml.safe_load(COMPOSE.read_text())["services"]["localstack"]["image"]
+# "${LOCALSTACK_IMAGE:-localstack/localstack:4.14.0}" -> the default
+IMAGE = os.environ.get("LOCALSTACK_IMAGE") or COMPOSE_IMAGE.split(":-", 1)[1].rstrip("}")
+
+
+def docker_available() -> bool:
+    try:
+        import docker
+
+        docker.from_env(timeout=3).ping()
+    except Exception:  # any failure to reach a daemon means: no Docker here
+        return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def localstack() -> Iterator[str]:
+    if not docker_available():
+        pytest.skip("no Docker daemon answers; LocalStack tests need one")
+    from testcontainers.community.localstack import LocalStackContainer
+
+    with LocalStackContainer(image=IMAGE) as container:
+        yield container.get_url()
+
+
+@pytest.fixture
+def stack(localstack: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[EmbeddedStack]:
+    monkeypatch.setenv("AWS_ENDPOINT_URL", localstack)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    with embedded_stack(LocalSettings(), with_lake=False) as running:
+        yield running
+
+
+def test_the_compose_image_is_the_pinned_community_one() -> None:
+    # no daemon needed: the image these tests run is the one compose pins
+    assert IMAGE == "localstack/localstack:4.14.0" or os.environ.get("LOCALSTACK_IMAGE")
+
+
+def test_trades_reach_dynamodb_through_localstack(stack: EmbeddedStack) -> None:
+    from producer.app import run
+    from producer.settings import ProducerSettings
+
+    settings = ProducerSettings(
+        source="synthetic", stream_name=stack.stack.stream_name, max_trades=500
+    )
+    stats = asyncio.run(run(settings))
+    assert stack.mapping is not None
+    assert stack.mapping.wait_caught_up(60)
+    assert inspect.count_items(stack.stack.table_name) == stats.distinct == 500
