@@ -1,0 +1,43 @@
+"""The producer's ECS Fargate template, read for the properties that matter: least privilege, the
+secret, a stop timeout above the flush deadline. (moto's CloudFormation fails with an internal
+error on this template, so it is checked statically, with cfn-lint and checkov besides.)"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from producer.settings import ProducerSettings
+from tradestream.local.template import load_template
+
+TEMPLATE = Path(__file__).resolve().parents[2] / "infra" / "cloudformation" / "producer.yaml"
+
+
+def resource(kind: str) -> dict[str, Any]:
+    template = load_template(TEMPLATE)
+    found: dict[str, Any] = next(
+        r["Properties"] for r in template["Resources"].values() if r["Type"] == kind
+    )
+    return found
+
+
+def test_task_role_may_only_put_records_and_the_key_is_a_secret() -> None:
+    roles = [
+        r["Properties"]
+        for name, r in load_template(TEMPLATE)["Resources"].items()
+        if name == "TaskRole"
+    ]
+    statements = roles[0]["Policies"][0]["PolicyDocument"]["Statement"]
+    assert statements[0]["Action"] == ["kinesis:PutRecord", "kinesis:PutRecords"]
+    assert statements[0]["Resource"] == {"Ref": "StreamArn"}
+    container = resource("AWS::ECS::TaskDefinition")["ContainerDefinitions"][0]
+    secrets = container["Secrets"]["Fn::If"][1]
+    assert secrets == [{"Name": "FINNHUB_API_KEY", "ValueFrom": {"Ref": "FinnhubSecretArn"}}]
+    names = {e["Name"] for e in container["Environment"]}
+    assert names - {"AWS_REGION"} <= {f.upper() for f in ProducerSettings.model_fields}
+
+
+def test_stop_timeout_leaves_room_for_the_producers_flush_deadline() -> None:
+    container = resource("AWS::ECS::TaskDefinition")["ContainerDefinitions"][0]
+    deadline = ProducerSettings.model_fields["shutdown_deadline_seconds"].default
+    assert container["StopTimeout"] >= deadline + 5
