@@ -1,4 +1,4 @@
-"""The producer's ECS Fargate template, read for the properties that matter: least privilege, the
+"""The ECS Fargate templates (producer, ingest), read for what matters: least privilege, the
 secret, a stop timeout above the flush deadline. (moto's CloudFormation fails with an internal
 error on this template, so it is checked statically, with cfn-lint and checkov besides.)"""
 
@@ -41,3 +41,21 @@ def test_stop_timeout_leaves_room_for_the_producers_flush_deadline() -> None:
     container = resource("AWS::ECS::TaskDefinition")["ContainerDefinitions"][0]
     deadline = ProducerSettings.model_fields["shutdown_deadline_seconds"].default
     assert container["StopTimeout"] >= deadline + 5
+
+
+INGEST = TEMPLATE.with_name("ingest.yaml")
+
+
+def test_ingest_task_reads_its_settings_and_is_checked_on_healthz() -> None:
+    from ingest_api.settings import IngestSettings
+
+    template = load_template(INGEST)
+    resources = template["Resources"]
+    container = resources["TaskDefinition"]["Properties"]["ContainerDefinitions"][0]
+    names = {e["Name"] for e in container["Environment"]}
+    assert names - {"AWS_REGION"} <= {f.upper() for f in IngestSettings.model_fields}
+    assert container["PortMappings"][0]["ContainerPort"] == 8000
+    assert resources["TargetGroup"]["Properties"]["HealthCheckPath"] == "/healthz"
+    assert resources["HttpsListener"]["Condition"] == "HasCertificate"
+    actions = resources["TaskRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"][0]
+    assert actions["Action"] == ["kinesis:PutRecords", "kinesis:DescribeStreamSummary"]
