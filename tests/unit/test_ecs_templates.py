@@ -1,6 +1,6 @@
 """The ECS Fargate templates (producer, ingest), read for what matters: least privilege, the
 secret, a stop timeout above the flush deadline. (moto's CloudFormation fails with an internal
-error on this template, so it is checked statically, with cfn-lint and checkov besides.)"""
+error on the producer template, so they are checked statically, and by cfn-lint and checkov.)"""
 
 from __future__ import annotations
 
