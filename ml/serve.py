@@ -1,104 +1,87 @@
-"""Local model server: the SageMaker container contract (``GET /ping``, ``POST /invocations``,
-port 8080) and the SageMaker runtime API path (``POST /endpoints/{name}/invocations``), so an
-unmodified boto3 ``sagemaker-runtime`` client works against it.
+"""Local model server: the SageMaker container contract and the SageMaker runtime API.
 
-It serves a packaged model through the package's own ``code/inference.py`` (model_fn, input_fn,
-predict_fn, output_fn), exactly what the SageMaker scikit-learn container runs. Without a model
-directory it serves the default model: trained reproducibly on first use (a few seconds) and
-cached under ``$XDG_CACHE_HOME/tradestream`` (``~/.cache/tradestream``).
+- Container contract (what SageMaker calls inside an endpoint): ``GET /ping``,
+  ``POST /invocations``, port 8080. Bad input answers the model's own status (400, 406, 415)
+  with ``{"error": ..., "message": ...}``.
+- Runtime API (what boto3 ``sagemaker-runtime`` calls): ``POST /endpoints/{name}/invocations``,
+  so an unmodified client works with ``endpoint_url`` set to this server and any credentials.
+  Errors have the runtime's shapes, which boto3 raises as its modeled exceptions: a model
+  error is ``ModelError`` (HTTP 424, with ``OriginalStatusCode`` and ``OriginalMessage``); a body
+  over 6 MiB or a malformed endpoint name is ``ValidationError``. Every endpoint name is served
+  by the one model loaded.
 
-Errors answer as SageMaker does: on the container paths the model's 400 as is; on the runtime
-path a ``ModelError`` (HTTP 424, ``x-amzn-ErrorType``), which boto3 raises as
-``client.exceptions.ModelError``.
+Both paths run the package's own ``code/inference.py`` (model_fn, input_fn, predict_fn,
+output_fn), what the SageMaker scikit-learn container runs, one vectorised predict per request,
+in a worker thread so ``/ping`` stays responsive. Not emulated: the 60 s invocation timeout,
+TargetModel / TargetVariant routing, CustomAttributes, and signature (SigV4) checks.
 """
 
 from __future__ import annotations
 
-import importlib.util
+import hashlib
 import json
-import os
+import re
 import shutil
 import socket
-import sys
 import tempfile
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, Request, Response
+from starlette.concurrency import run_in_threadpool
 
-from ml.package import extract, package
-from ml.train import train
+from ml.default_model import cache_dir, default_model_dir
+from ml.package import PackageError, extract, load_inference, package, read_metadata
+from tradestream.logs import get_logger
 
-DEFAULT_SEED = 7
+MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # InvokeEndpoint's limit
+ENDPOINT_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
+VARIANT = "AllTraffic"
+START_TIMEOUT_S = 15.0
 
-
-def cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "tradestream"
-
-
-def default_model_dir() -> Path:
-    """The default model, trained and packaged once, then reused from the cache."""
-    served = cache_dir() / f"model-seed{DEFAULT_SEED}"
-    if not (served / "code" / "inference.py").exists():
-        with tempfile.TemporaryDirectory() as scratch:
-            trained = train(Path(scratch) / "model", seed=DEFAULT_SEED)
-            artifact = package(trained.model_dir, Path(scratch) / "model.tar.gz")
-            staging = served.with_name(served.name + f".tmp{os.getpid()}")
-            extract(artifact, staging)
-            try:  # atomic: a process racing us either wins or finds the finished model
-                staging.replace(served)
-            except OSError:
-                if not (served / "code" / "inference.py").exists():
-                    raise
-                shutil.rmtree(staging, ignore_errors=True)
-    return served
+log = get_logger("model-server")
 
 
-def load_inference(model_dir: Path) -> ModuleType:
-    """Import the package's inference code with its own features module, as the container does."""
-    code = model_dir / "code"
-    features_spec = importlib.util.spec_from_file_location("features", code / "features.py")
-    inference_spec = importlib.util.spec_from_file_location(
-        f"tradestream_inference_{abs(hash(code))}", code / "inference.py"
-    )
-    if not (features_spec and features_spec.loader and inference_spec and inference_spec.loader):
-        raise RuntimeError(f"no inference code under {code}")
-    features = importlib.util.module_from_spec(features_spec)
-    features_spec.loader.exec_module(features)
-    previous = sys.modules.get("features")
-    sys.modules["features"] = features  # what `from features import ...` finds in code/
-    try:
-        inference = importlib.util.module_from_spec(inference_spec)
-        inference_spec.loader.exec_module(inference)
-    finally:
-        if previous is not None:
-            sys.modules["features"] = previous
-        else:
-            sys.modules.pop("features", None)
-    return inference
+@dataclass(frozen=True)
+class LoadedModel:
+    model_dir: Path
+    inference: ModuleType
+    model: Any  # what the package's model_fn returned
+    model_version: str
 
 
-def create_app(model_dir: Path | None = None) -> FastAPI:
-    root = model_dir or default_model_dir()
-    if root.is_file():  # a model.tar.gz
-        root = extract(root, Path(tempfile.mkdtemp(prefix="tradestream-model-")))
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    body: bytes
+    content_type: str
+
+
+def load_model(model_dir: Path | None = None) -> LoadedModel:
+    """The model a server serves: ``model_dir`` (a model.tar.gz, an extracted one, or a training
+    output directory, which is packaged first), or the default model when None."""
+    root = default_model_dir() if model_dir is None else model_dir
+    if root.is_dir() and not (root / "code" / "inference.py").exists():
+        read_metadata(root)  # a clear error for a directory that is not a model
+        with tempfile.TemporaryDirectory() as scratch:  # serve what `model package` would ship
+            root = _extracted(package(root, Path(scratch) / "model.tar.gz"))
+    elif root.is_file():
+        root = _extracted(root)
     inference = load_inference(root)
     model = inference.model_fn(str(root))
-    app = FastAPI(title="tradestream model server", openapi_url=None, docs_url=None)
-    app.state.model_version = model["metadata"]["model_version"]
+    return LoadedModel(root, inference, model, str(model["model_version"]))
 
-    def invoke(body: bytes, content_type: str, accept: str) -> tuple[int, bytes, str]:
-        try:
-            trades = inference.input_fn(body, content_type or "application/json")
-        except inference.InputError as exc:
-            return 400, json.dumps({"message": str(exc)}).encode(), "application/json"
-        output, mime = inference.output_fn(inference.predict_fn(trades, model), accept)
-        return 200, output.encode(), mime
+
+def create_app(model_dir: Path | None = None, *, loaded: LoadedModel | None = None) -> FastAPI:
+    served = loaded or load_model(model_dir)
+    app = FastAPI(title="tradestream model server", openapi_url=None, docs_url=None, redoc_url=None)
+    app.state.model = served
 
     @app.get("/ping")
     def ping() -> Response:
@@ -106,74 +89,162 @@ def create_app(model_dir: Path | None = None) -> FastAPI:
 
     @app.post("/invocations")
     async def invocations(request: Request) -> Response:
-        status, body, mime = invoke(
-            await request.body(),
-            request.headers.get("content-type", ""),
-            request.headers.get("accept", ""),
-        )
-        return Response(body, status_code=status, media_type=mime)
+        answer = await _answer(served, request)
+        return _response(answer)
 
     @app.post("/endpoints/{name}/invocations")
     async def runtime_invocations(name: str, request: Request) -> Response:
-        status, body, mime = invoke(
-            await request.body(),
-            request.headers.get("content-type", ""),
-            request.headers.get("accept", ""),
-        )
-        if status != 200:
-            error = {
-                "message": f"Received client error ({status}) from model: {body.decode()}",
-                "OriginalStatusCode": status,
-                "OriginalMessage": body.decode(),
-            }
-            return Response(
-                json.dumps(error),
-                status_code=424,
-                media_type="application/json",
-                headers={"x-amzn-ErrorType": "ModelError"},
+        request_id = str(uuid.uuid4())
+        if not ENDPOINT_NAME.match(name):
+            return _runtime_error(
+                400, "ValidationError", f"Endpoint name {name!r} is not valid.", request_id
             )
-        return Response(
-            body,
-            media_type=mime,
-            headers={"x-Amzn-Invoked-Production-Variant": "AllTraffic"},
-        )
+        answer = await _answer(served, request)
+        if answer.status == 413:
+            message = f"Request {request_id} has oversize body."
+            return _runtime_error(413, "ValidationError", message, request_id)
+        if answer.status != 200:
+            return _model_error(answer, request_id)
+        headers = {"x-Amzn-Invoked-Production-Variant": VARIANT, "x-amzn-RequestId": request_id}
+        return _response(answer, headers)
 
     return app
 
 
 def serve(model_dir: Path | None = None, host: str = "127.0.0.1", port: int = 8080) -> None:
-    uvicorn.run(create_app(model_dir), host=host, port=port, log_level="warning")
+    """Serve until SIGINT / SIGTERM (uvicorn finishes in-flight requests, then exits)."""
+    loaded = load_model(model_dir)
+    log.info(
+        "model server starting",
+        extra={"url": f"http://{host}:{port}", "model_version": loaded.model_version},
+    )
+    uvicorn.run(create_app(loaded=loaded), host=host, port=port, log_level="warning")
 
 
 @dataclass
 class RunningServer:
     url: str
+    model_version: str
     _server: uvicorn.Server = field(repr=False)
     _thread: threading.Thread = field(repr=False)
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 10.0) -> None:
         self._server.should_exit = True
-        self._thread.join(10)
+        self._thread.join(timeout)
+        if self._thread.is_alive():  # a request outlived the grace: close connections now
+            self._server.force_exit = True
+            self._thread.join(timeout)
+
+    def __enter__(self) -> RunningServer:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
 
 
 def start_in_thread(
     model_dir: Path | None = None, host: str = "127.0.0.1", port: int = 0
 ) -> RunningServer:
-    """Serve in a daemon thread; returns once the server accepts requests."""
-    app = create_app(model_dir)
+    """Serve in a daemon thread (port 0: a free port); returns once requests are accepted."""
+    loaded = load_model(model_dir)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     bound = int(sock.getsockname()[1])
-    config = uvicorn.Config(app, host=host, port=bound, log_level="warning", lifespan="off")
+    config = uvicorn.Config(
+        create_app(loaded=loaded), host=host, port=bound, log_level="warning", lifespan="off"
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(
         target=server.run, kwargs={"sockets": [sock]}, name="model-server", daemon=True
     )
     thread.start()
-    deadline = time.monotonic() + 15
+    deadline = time.monotonic() + START_TIMEOUT_S
     while not server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
+            server.should_exit = True
+            sock.close()
             raise RuntimeError("the model server did not start")
         time.sleep(0.01)
-    return RunningServer(f"http://{host}:{bound}", server, thread)
+    return RunningServer(f"http://{host}:{bound}", loaded.model_version, server, thread)
+
+
+async def _answer(served: LoadedModel, request: Request) -> Answer:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_PAYLOAD_BYTES:
+        return _error_answer(413, "PayloadTooLarge", f"the body exceeds {MAX_PAYLOAD_BYTES} bytes")
+    body = await request.body()
+    if len(body) > MAX_PAYLOAD_BYTES:
+        return _error_answer(413, "PayloadTooLarge", f"the body exceeds {MAX_PAYLOAD_BYTES} bytes")
+    content_type = request.headers.get("content-type", "")
+    accept = request.headers.get("accept", "")
+    # CPU-bound: off the event loop, so pings and other connections keep being served.
+    return await run_in_threadpool(_invoke, served, body, content_type, accept)
+
+
+def _invoke(served: LoadedModel, body: bytes, content_type: str, accept: str) -> Answer:
+    inference = served.inference
+    try:
+        trades = inference.input_fn(body, content_type)
+        prediction = inference.predict_fn(trades, served.model)
+        output, mime = inference.output_fn(prediction, accept)
+    except inference.InferenceError as exc:
+        return _error_answer(exc.status_code, type(exc).__name__, str(exc))
+    except Exception as exc:
+        log.exception("inference failed")
+        return _error_answer(500, type(exc).__name__, f"inference failed: {exc}")
+    return Answer(200, output.encode("utf-8"), mime)
+
+
+def _response(answer: Answer, headers: dict[str, str] | None = None) -> Response:
+    # The content type exactly as output_fn chose it (Starlette would add a charset to text/*).
+    headers = {**(headers or {}), "content-type": answer.content_type}
+    return Response(answer.body, status_code=answer.status, headers=headers)
+
+
+def _error_answer(status: int, error: str, message: str) -> Answer:
+    body = json.dumps({"error": error, "message": message}).encode()
+    return Answer(status, body, "application/json")
+
+
+def _model_error(answer: Answer, request_id: str) -> Response:
+    """What the runtime answers when the container answers non-2xx."""
+    kind = "client" if answer.status < 500 else "server"
+    original = answer.body.decode("utf-8", "replace")
+    message = (
+        f'Received {kind} error ({answer.status}) from primary with message "{original}". '
+        "See the model server's log for more information."
+    )
+    return _runtime_error(
+        424,
+        "ModelError",
+        message,
+        request_id,
+        OriginalStatusCode=answer.status,
+        OriginalMessage=original,
+    )
+
+
+def _runtime_error(
+    status: int, code: str, message: str, request_id: str, **members: Any
+) -> Response:
+    body = json.dumps({"message": message, **members})
+    headers = {"x-amzn-ErrorType": code, "x-amzn-RequestId": request_id}
+    return Response(body, status_code=status, media_type="application/json", headers=headers)
+
+
+def _extracted(artifact: Path) -> Path:
+    """A model.tar.gz unpacked once into the cache, keyed by its bytes."""
+    digest = hashlib.sha256(artifact.read_bytes()).hexdigest()[:16]
+    target = cache_dir() / f"artifact-{digest}"
+    if not (target / "code" / "inference.py").exists():
+        staging = extract(artifact, cache_dir() / f".artifact-{digest}-{uuid.uuid4().hex[:8]}")
+        try:
+            staging.rename(target)
+        except OSError:  # another process unpacked it first
+            shutil.rmtree(staging, ignore_errors=True)
+            if not (target / "code" / "inference.py").exists():
+                raise
+    if not (target / "metadata.json").exists():
+        raise PackageError(f"{artifact} is not a model package (no metadata.json)")
+    return target

@@ -102,9 +102,9 @@ def model() -> None:
 @click.option(
     "--out", type=click.Path(path_type=Path), default=Path("build/model"), show_default=True
 )
-@click.option("--trades", type=click.IntRange(min=1000), default=40_000, show_default=True)
+@click.option("--trades", type=click.IntRange(min=1000), default=200_000, show_default=True)
 @click.option("--seed", type=int, default=7, show_default=True)
-@click.option("--horizon", type=click.FloatRange(min=0.1), default=5.0, show_default=True)
+@click.option("--horizon", type=click.FloatRange(min=0.05), default=0.25, show_default=True)
 @click.option("--bucket", help="Retrain on the lake in this S3 bucket instead of synthetic data.")
 @click.option("--card", type=click.Path(path_type=Path), help="Also write the model card here.")
 def model_train(
@@ -115,7 +115,10 @@ def model_train(
     from ml.train import model_card, train
 
     history = lake_history(bucket) if bucket else None
-    result = train(out, trades=history, n_trades=trades, seed=seed, horizon_s=horizon)
+    source = f"s3://{bucket}/trades/" if bucket else None
+    result = train(
+        out, trades=history, n_trades=trades, seed=seed, horizon_s=horizon, source=source
+    )
     if card:
         card.write_text(model_card(result))
     click.echo(dumps({"model_version": result.model_version, **result.metrics}))

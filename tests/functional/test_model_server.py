@@ -1,89 +1,143 @@
-"""The local model server answers an unmodified boto3 sagemaker-runtime client."""
+"""The local model server over real HTTP: an unmodified boto3 sagemaker-runtime client works,
+and so does the container contract (GET /ping, POST /invocations)."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import boto3
+import httpx
 import pytest
+from botocore.config import Config
 
-from ml.package import package
-from ml.serve import RunningServer, start_in_thread
-from ml.train import train
+from ml.package import PackageError, extract, package
+from ml.serve import MAX_PAYLOAD_BYTES, RunningServer, start_in_thread
+from ml.train import TrainResult, train
 
 T0 = 1_700_000_000_000
-TRADES = [
-    {"s": "AAPL", "p": 100 + i / 10, "v": (i % 3) * 10, "t": T0 + i * 250} for i in range(40)
-] + [{"s": "MSFT", "p": 300 - i / 10, "v": 5, "t": T0 + i * 300} for i in range(20)]
+# Two symbols interleaved, price-only updates (v=0) and, last, a re-send of the fourth trade.
+TRADES: list[dict[str, Any]] = [
+    {"s": "AAPL", "p": 100 + (i % 5) / 10, "v": (i % 3) * 10, "t": T0 + i * 125, "id": f"a{i}"}
+    for i in range(40)
+] + [{"s": "MSFT", "p": 300 - i / 10, "v": 5, "t": T0 + i * 300, "id": f"m{i}"} for i in range(20)]
+TRADES.append(dict(TRADES[3]))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def private_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Unpacked packages go to a cache; keep this module's out of the user's."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+        yield
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningServer]:
-    root = tmp_path_factory.mktemp("model")
-    result = train(root / "model", n_trades=3000, seed=1)
-    running = start_in_thread(package(result.model_dir, root / "model.tar.gz"))
-    yield running
-    running.stop()
+def trained(tmp_path_factory: pytest.TempPathFactory) -> TrainResult:
+    return train(tmp_path_factory.mktemp("model") / "model", n_trades=5000, seed=1)
+
+
+@pytest.fixture(scope="module")
+def server(
+    trained: TrainResult, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningServer]:
+    artifact = package(trained.model_dir, tmp_path_factory.mktemp("artifact") / "model.tar.gz")
+    with start_in_thread(artifact) as running:
+        yield running
 
 
 @pytest.fixture
-def runtime(server: RunningServer) -> object:
+def runtime(server: RunningServer) -> Any:
     return boto3.client(
         "sagemaker-runtime",
         endpoint_url=server.url,
         region_name="us-east-1",
         aws_access_key_id="testing",
         aws_secret_access_key="testing",
+        config=Config(retries={"max_attempts": 1}),
     )
 
 
-def invoke(runtime: object, body: str, content_type: str, accept: str) -> bytes:
-    answer = runtime.invoke_endpoint(  # type: ignore[attr-defined]
+def invoke(runtime: Any, body: str | bytes, content_type: str, accept: str) -> tuple[bytes, str]:
+    answer = runtime.invoke_endpoint(
         EndpointName="tradestream-model", ContentType=content_type, Accept=accept, Body=body
     )
-    data: bytes = answer["Body"].read()
-    return data
+    return answer["Body"].read(), answer["ContentType"]
 
 
-def test_json_jsonlines_and_csv_give_the_same_predictions_in_input_order(runtime: object) -> None:
-    as_json = json.loads(
-        invoke(runtime, json.dumps(TRADES), "application/json", "application/json")
+def test_json_jsonlines_and_csv_give_the_same_predictions_in_input_order(runtime: Any) -> None:
+    # GIVEN the same trades as a JSON array, as JSON lines and as CSV
+    jsonlines = "".join(json.dumps(t) + "\n" for t in TRADES)
+    csv_body = "".join(f"{t['s']},{t['p']},{t['v']},{t['t']},{t['id']}\n" for t in TRADES)
+    # WHEN each is sent through boto3, asking for the same format back
+    as_json, json_type = invoke(runtime, json.dumps(TRADES), "application/json", "application/json")
+    as_lines, lines_type = invoke(
+        runtime, jsonlines, "application/jsonlines", "application/jsonlines"
     )
-    jsonlines = "\n".join(json.dumps(t) for t in TRADES)
-    as_lines = invoke(runtime, jsonlines, "application/jsonlines", "application/jsonlines")
-    csv_body = "\n".join(f"{t['s']},{t['p']},{t['v']},{t['t']}" for t in TRADES)
-    as_csv = invoke(runtime, csv_body, "text/csv", "text/csv")
-
-    predictions = as_json["predictions"]
+    as_csv, csv_type = invoke(runtime, csv_body, "text/csv", "text/csv")
+    # THEN there is one prediction per trade, the same numbers in the three formats
+    answer = json.loads(as_json)
+    predictions = answer["predictions"]
     assert len(predictions) == len(TRADES)
-    assert as_json["model_version"].startswith("ridge-")
+    assert answer["model_version"].startswith("ridge-")
     assert [json.loads(line)["prediction"] for line in as_lines.splitlines()] == predictions
     assert [float(v) for v in as_csv.decode().split()] == predictions
-    # input order: the same trades reversed give the same predictions reversed
-    reverse = json.loads(
-        invoke(runtime, json.dumps(TRADES[::-1]), "application/json", "application/json")
+    assert (json_type, lines_type, csv_type) == (
+        "application/json",
+        "application/jsonlines",
+        "text/csv",
     )
-    assert reverse["predictions"] == predictions[::-1]
+    # AND in input order: the trades reversed give the predictions reversed
+    reverse, _ = invoke(runtime, json.dumps(TRADES[::-1]), "application/json", "application/json")
+    assert json.loads(reverse)["predictions"] == predictions[::-1]
+    # AND the re-sent trade gets its original's prediction
+    assert predictions[-1] == predictions[3]
 
 
-def test_instances_envelope_is_accepted(runtime: object) -> None:
-    body = json.dumps({"instances": TRADES[:3]})
-    answer = json.loads(invoke(runtime, body, "application/json", "application/json"))
-    assert len(answer["predictions"]) == 3
+def test_the_served_predictions_are_the_trained_models(runtime: Any, trained: TrainResult) -> None:
+    # an envelope, an empty request and the default Accept all answer as the contract says
+    body, mime = invoke(runtime, json.dumps({"instances": TRADES[:3]}), "application/json", "*/*")
+    assert mime == "application/json"
+    assert json.loads(body)["model_version"] == trained.model_version
+    assert len(json.loads(body)["predictions"]) == 3
+    empty, _ = invoke(runtime, "[]", "application/json", "application/json")
+    assert json.loads(empty)["predictions"] == []
 
 
-def test_bad_input_is_a_model_error_with_the_original_400(runtime: object) -> None:
-    with pytest.raises(runtime.exceptions.ModelError) as error:  # type: ignore[attr-defined]
-        invoke(runtime, json.dumps([{"s": "AAPL"}]), "application/json", "application/json")
-    assert error.value.response["OriginalStatusCode"] == 400
-    assert "lacks" in error.value.response["OriginalMessage"]
+@pytest.mark.parametrize(
+    ("body", "content_type", "accept", "status", "says"),
+    [
+        (json.dumps([{"s": "AAPL"}]), "application/json", "application/json", 400, "lacks p, v, t"),
+        ("not json", "application/json", "application/json", 400, "not valid JSON"),
+        ("AAPL,abc,1,1700000000000", "text/csv", "text/csv", 400, "p must be a number"),
+        ("[]", "application/x-npy", "application/json", 415, "not supported"),
+        ("[]", "application/json", "application/x-npy", 406, "not supported"),
+    ],
+)
+def test_bad_input_is_a_model_error_carrying_the_containers_4xx(
+    runtime: Any, body: str, content_type: str, accept: str, status: int, says: str
+) -> None:
+    # WHEN the model refuses the request THEN boto3 raises ModelError (HTTP 424) as SageMaker's
+    # runtime does, with the container's status and message inside
+    with pytest.raises(runtime.exceptions.ModelError) as error:
+        invoke(runtime, body, content_type, accept)
+    response = error.value.response
+    assert response["ResponseMetadata"]["HTTPStatusCode"] == 424
+    assert response["OriginalStatusCode"] == status
+    assert says in response["OriginalMessage"]
+    assert f"Received client error ({status})" in response["Error"]["Message"]
+
+
+def test_an_oversize_body_and_a_bad_endpoint_name_are_validation_errors(runtime: Any) -> None:
+    with pytest.raises(runtime.exceptions.ValidationError, match="oversize body"):
+        invoke(runtime, b" " * (MAX_PAYLOAD_BYTES + 1), "application/json", "application/json")
+    with pytest.raises(runtime.exceptions.ValidationError, match="not valid"):
+        runtime.invoke_endpoint(EndpointName="bad_name", ContentType="application/json", Body="[]")
 
 
 def test_container_contract_ping_and_invocations(server: RunningServer) -> None:
-    import httpx
-
     assert httpx.get(f"{server.url}/ping").status_code == 200
     answer = httpx.post(
         f"{server.url}/invocations",
@@ -96,23 +150,23 @@ def test_container_contract_ping_and_invocations(server: RunningServer) -> None:
         f"{server.url}/invocations", content="{", headers={"Content-Type": "application/json"}
     )
     assert bad.status_code == 400
+    assert bad.json()["error"] == "InputError"
 
 
-def test_model_dir_may_be_an_extracted_package_too(tmp_path: Path) -> None:
-    from ml.package import extract
+def test_an_extracted_package_serves_the_same_model(trained: TrainResult, tmp_path: Path) -> None:
+    served = extract(package(trained.model_dir, tmp_path / "m.tar.gz"), tmp_path / "x")
+    with start_in_thread(served) as running:
+        assert running.model_version == trained.model_version
+        answer = httpx.post(f"{running.url}/invocations", json=TRADES[:1])
+        assert answer.json()["model_version"] == trained.model_version
 
-    result = train(tmp_path / "m", n_trades=2000, seed=2)
-    served = extract(package(result.model_dir, tmp_path / "m.tar.gz"), tmp_path / "x")
-    running = start_in_thread(served)
-    try:
-        client = boto3.client(
-            "sagemaker-runtime",
-            endpoint_url=running.url,
-            region_name="us-east-1",
-            aws_access_key_id="t",
-            aws_secret_access_key="t",
-        )
-        answer = json.loads(invoke(client, json.dumps(TRADES), "application/json", ""))
-        assert answer["model_version"] == result.model_version
-    finally:
-        running.stop()
+
+def test_a_training_output_directory_is_served_as_its_package(trained: TrainResult) -> None:
+    with start_in_thread(trained.model_dir) as running:
+        assert running.model_version == trained.model_version
+        assert httpx.get(f"{running.url}/ping").status_code == 200
+
+
+def test_a_directory_that_is_not_a_model_is_refused_with_a_reason(tmp_path: Path) -> None:
+    with pytest.raises(PackageError, match="trained model directory"):
+        start_in_thread(tmp_path)
