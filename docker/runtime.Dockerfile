@@ -1,27 +1,36 @@
 # syntax=docker/dockerfile:1
-# The runtime image, built from the repository root:
+# The local runtime image (`tradestream local runtime`: the event source mapping and Firehose
+# emulations, for compose; compose's one-shot `tradestream deploy` runs in it too), built from the
+# repository root:
 #   docker build -f docker/runtime.Dockerfile -t tradestream-runtime .
-# Builder stage: wheels for the project and its dependencies; the final stage gets no compilers.
+# Builder: a virtual environment with the dependencies first (a layer cached until pyproject.toml
+# changes), then the project. The final stage copies the environment: no pip, wheels or compilers
+# run or remain in it.
 FROM python:3.12.8-slim-bookworm AS builder
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1
+RUN python -m venv /opt/tradestream
 WORKDIR /src
-COPY pyproject.toml README.md LICENSE ./
+COPY pyproject.toml ./
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > requirements.txt \
+    && /opt/tradestream/bin/pip install --no-cache-dir -r requirements.txt
+COPY README.md LICENSE ./
 COPY tradestream ./tradestream
 COPY producer ./producer
 COPY lambdas ./lambdas
 COPY ingest_api ./ingest_api
 COPY ml ./ml
-COPY infra ./infra
-RUN pip wheel --no-cache-dir --wheel-dir /wheels .
+RUN /opt/tradestream/bin/pip install --no-cache-dir --no-deps .
 
 FROM python:3.12.8-slim-bookworm
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
+ENV PATH=/opt/tradestream/bin:$PATH PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 \
     TRADESTREAM_TEMPLATE_DIR=/app/infra/cloudformation
-COPY --from=builder /wheels /wheels
-RUN pip install --no-cache-dir --no-index --find-links=/wheels tradestream==0.1.0 \
-    && rm -rf /wheels \
-    && useradd --create-home --uid 10001 tradestream
+RUN useradd --system --uid 10001 --create-home --home-dir /home/tradestream tradestream
+COPY --from=builder /opt/tradestream /opt/tradestream
 WORKDIR /app
-# The templates are read at run time (the local flavour and the emulations' settings).
-COPY infra ./infra
+# The templates are read at run time: the local flavour's stacks and the emulations' settings.
+COPY infra/cloudformation ./infra/cloudformation
 USER 10001
-CMD ["tradestream", "local", "runtime"]
+# Healthy once the runtime has written its ready line (it removes the file when it stops).
+HEALTHCHECK --interval=5s --timeout=3s --start-period=60s --retries=3 \
+  CMD ["test", "-s", "/tmp/tradestream-runtime.ready"]
+CMD ["tradestream", "local", "runtime", "--ready-file", "/tmp/tradestream-runtime.ready"]
