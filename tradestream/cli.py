@@ -1,4 +1,5 @@
-"""The `tradestream` command: run the embedded stack, the demo, and Lambda handlers locally.
+"""The `tradestream` command: run the embedded stack, the demo and Lambda handlers locally; deploy
+and destroy (``tradestream.deploy.commands``).
 
 stdout carries results only (the ready line, the summary, a handler's response); logs and
 progress go to stderr, so `tradestream up | head -1` or `--json | tail -1` are scriptable.
@@ -16,6 +17,7 @@ from typing import Any
 
 import click
 
+from tradestream.deploy.commands import deploy_command, destroy_command
 from tradestream.trade import dumps
 
 
@@ -61,7 +63,12 @@ def demo(trades: int, rate: float, timeout: float, as_json: bool) -> None:
     show_default=True,
     help="synthetic | finnhub | replay:FILE | none",
 )
-def up(source: str) -> None:
+@click.option(
+    "--ready-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the ready line to this file (removed on stop): a container health check.",
+)
+def up(source: str, ready_file: Path | None) -> None:
     """Start the embedded stack and keep it running until interrupted (Ctrl-C / SIGTERM)."""
     from tradestream.local.runtime import embedded_stack
     from tradestream.up import run_source, start_ingest
@@ -71,10 +78,17 @@ def up(source: str) -> None:
         signal.signal(signum, lambda *_: stop.set())
     with embedded_stack() as stack, start_ingest(stack):
         producer = run_source(source, stack, stop)
-        click.echo(dumps(stack.ready_line()))
+        line = dumps(stack.ready_line())
+        click.echo(line)
         sys.stdout.flush()
-        while not stop.wait(0.5):  # a timed wait lets the signal handlers run promptly
-            pass
+        if ready_file is not None:
+            ready_file.write_text(line + "\n")
+        try:
+            while not stop.wait(0.5):  # a timed wait lets the signal handlers run promptly
+                pass
+        finally:
+            if ready_file is not None:
+                ready_file.unlink(missing_ok=True)  # unhealthy from the moment it stops
         if producer is not None:
             producer.join(timeout=30)
 
@@ -174,47 +188,27 @@ def invoke(function: str, event_file: Path | None) -> None:
     click.echo(dumps(response))
 
 
-@local.command("deploy")
-def local_deploy() -> None:
-    """Deploy the Flavour=local stacks (stream, hotstore table + DLQ, lake bucket) into the
-    endpoint AWS_ENDPOINT_URL names, print their outputs as one JSON line, and exit: the
-    one-shot deploy service of docker compose. Idempotent: unchanged stacks are reused."""
-    from tradestream.local.firehose_stack import deploy_lake
-    from tradestream.local.settings import LocalSettings
-    from tradestream.local.stack import deploy
-
-    if not os.environ.get("AWS_ENDPOINT_URL"):
-        raise click.UsageError("set AWS_ENDPOINT_URL (e.g. LocalStack)")
-    settings = LocalSettings()
-    stack = deploy(stream_name=settings.stream_name, table_name=settings.table_name)
-    lake = deploy_lake(
-        stream_arn=stack.stream_arn,
-        bucket_name=settings.bucket_name,
-        endpoint_name=settings.endpoint_name,
-    )
-    click.echo(
-        dumps(
-            {
-                "stream": stack.stream_name,
-                "table": stack.table_name,
-                "dlq_url": stack.dlq_url,
-                "bucket": lake.bucket_name,
-            }
-        )
-    )
-
-
 @local.command()
-def runtime() -> None:
+@click.option(
+    "--ready-file",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write the ready line here once running, remove it on stop (the image's health check).",
+)
+def runtime(ready_file: Path | None) -> None:
     """Run the AWS glue locally against the endpoint AWS_ENDPOINT_URL names (LocalStack in
-    compose): deploy-or-reuse the Flavour=local stacks, then run the Kinesis event source mapping
-    and Firehose emulations until SIGTERM. Prints the ready line like `up`, with no producer."""
+    compose): deploy-or-reuse the Flavour=local stacks (as `tradestream deploy --target
+    localstack` does), then run the Kinesis event source mapping and Firehose emulations until
+    SIGTERM. Prints the ready line like `up`, with no producer."""
 
     if not os.environ.get("AWS_ENDPOINT_URL"):
         raise click.UsageError(
             "set AWS_ENDPOINT_URL (e.g. LocalStack); `tradestream up` embeds moto"
         )
-    up.callback(source="none")  # type: ignore[misc]
+    up.callback(source="none", ready_file=ready_file)  # type: ignore[misc]
+
+
+main.add_command(deploy_command)
+main.add_command(destroy_command)
 
 
 if __name__ == "__main__":

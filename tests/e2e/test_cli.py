@@ -60,11 +60,21 @@ def test_local_invoke_prints_the_handlers_response_as_the_last_line() -> None:
     assert json.loads(result.stdout.strip().splitlines()[-1]) == {"batchItemFailures": []}
 
 
-def test_up_prints_one_ready_line_then_serves_until_sigterm() -> None:
-    # GIVEN `tradestream up` with no producer
+def test_up_prints_one_ready_line_then_serves_until_sigterm(tmp_path: Path) -> None:
+    # GIVEN `tradestream up` with no producer, and a ready file (the runtime image's health check)
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT_URL")}
+    ready_file = tmp_path / "ready"
     process = subprocess.Popen(
-        [sys.executable, "-m", "tradestream.cli", "up", "--source", "none"],
+        [
+            sys.executable,
+            "-m",
+            "tradestream.cli",
+            "up",
+            "--source",
+            "none",
+            "--ready-file",
+            str(ready_file),
+        ],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -89,11 +99,14 @@ def test_up_prints_one_ready_line_then_serves_until_sigterm() -> None:
         assert summary["StreamDescriptionSummary"]["StreamStatus"] == "ACTIVE"
         table = boto3.client("dynamodb", **session).describe_table(TableName=ready["table"])
         assert table["Table"]["TableStatus"] == "ACTIVE"
-        # AND SIGTERM stops it cleanly, with nothing more on stdout
+        # AND the ready file holds the same line
+        assert json.loads(ready_file.read_text()) == ready
+        # AND SIGTERM stops it cleanly, with nothing more on stdout, and removes the ready file
         process.send_signal(signal.SIGTERM)
         rest, _ = process.communicate(timeout=60)
         assert process.returncode == 0
         assert rest == ""
+        assert not ready_file.exists()
     finally:
         if process.poll() is None:
             process.kill()
@@ -224,11 +237,13 @@ def test_local_runtime_needs_an_endpoint_and_runs_against_one(moto: MotoHandle) 
             process.kill()
 
 
-def test_local_deploy_creates_the_local_flavour_and_exits(moto: MotoHandle, unique: str) -> None:
-    # WHEN the compose one-shot deploy runs against an endpoint
+def test_localstack_deploy_creates_the_local_flavour_and_exits(
+    moto: MotoHandle, unique: str
+) -> None:
+    # WHEN the compose one-shot deploy runs against an endpoint (moto standing in for LocalStack)
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT_URL")}
     result = subprocess.run(
-        [sys.executable, "-m", "tradestream.cli", "local", "deploy"],
+        [sys.executable, "-m", "tradestream.cli", "deploy", "--target", "localstack"],
         capture_output=True,
         text=True,
         timeout=120,

@@ -383,3 +383,28 @@ def test_alarms_watch_every_failure_the_issue_names() -> None:
     # CloudWatch can publish to the encrypted topic: its key lets cloudwatch.amazonaws.com use it
     statements = resources["TopicKey"]["Properties"]["KeyPolicy"]["Statement"]
     assert any(s["Principal"] == {"Service": "cloudwatch.amazonaws.com"} for s in statements)
+
+
+# --- stream --------------------------------------------------------------------------------------
+
+
+def test_stream_shards_and_capacity_mode_come_from_parameters(
+    deploy_template: Deploy, unique: str
+) -> None:
+    # GIVEN the stream template asked for three provisioned shards
+    name = f"trades-{unique}"
+    deploy_template("stream.yaml", {"StreamName": name, "ShardCount": "3"})
+
+    # WHEN the stream is described THEN it has them
+    summary = aws.client("kinesis").describe_stream_summary(StreamName=name)
+    assert summary["StreamDescriptionSummary"]["OpenShardCount"] == 3
+    # AND (moto ignores StreamModeDetails and StreamEncryption: the template is read) the mode is
+    # the parameter's, the shard count is left out on demand, and KMS encrypts it
+    template = load_template(TEMPLATES / "stream.yaml")
+    stream = template["Resources"]["Stream"]["Properties"]
+    assert template["Parameters"]["StreamMode"]["AllowedValues"] == ["ON_DEMAND", "PROVISIONED"]
+    assert stream["StreamModeDetails"] == {"StreamMode": {"Ref": "StreamMode"}}
+    assert stream["ShardCount"] == {
+        "Fn::If": ["IsProvisioned", {"Ref": "ShardCount"}, {"Ref": "AWS::NoValue"}]
+    }
+    assert stream["StreamEncryption"] == {"EncryptionType": "KMS", "KeyId": "alias/aws/kinesis"}

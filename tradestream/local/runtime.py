@@ -130,10 +130,7 @@ def _start_lake(embedded: EmbeddedStack, cleanup: ExitStack, run: bool) -> None:
         stream_arn=embedded.stack.stream_arn,
         bucket_name=settings.bucket_name,
         endpoint_name=settings.endpoint_name,
-        parameters={
-            "ProcessorBufferIntervalInSeconds": str(settings.lake_processor_interval_seconds),
-            "BufferIntervalInSeconds": str(settings.lake_s3_interval_seconds),
-        },
+        parameters=settings.lake_parameters(),
     )
     embedded.lake = lake
     # Both functions share this process's environment; the service name is the one key they
@@ -179,7 +176,7 @@ def embedded_stack(
         stack = deploy(
             stream_name=settings.stream_name,
             table_name=settings.table_name,
-            hotstore_parameters={"TtlDays": str(settings.hotstore_ttl_days)},
+            hotstore_parameters=settings.hotstore_parameters(),
         )
         # The function's environment as the template declares it, with this stack's values.
         os.environ.update(stack.function.environment)

@@ -30,3 +30,15 @@ class LocalSettings(BaseSettings):
     # locally they would hide the lake for minutes, so the embedded stack deploys shorter ones.
     lake_processor_interval_seconds: int = Field(default=1, ge=0, le=900)
     lake_s3_interval_seconds: int = Field(default=10, ge=0, le=900)
+
+    # The embedded stack, the compose runtime and `tradestream deploy --target localstack` deploy
+    # the local-flavour stacks with these same parameters, so whichever runs second finds them
+    # unchanged.
+    def hotstore_parameters(self) -> dict[str, str]:
+        return {"TtlDays": str(self.hotstore_ttl_days)}
+
+    def lake_parameters(self) -> dict[str, str]:
+        return {
+            "ProcessorBufferIntervalInSeconds": str(self.lake_processor_interval_seconds),
+            "BufferIntervalInSeconds": str(self.lake_s3_interval_seconds),
+        }
