@@ -60,7 +60,7 @@ def _target_option() -> Callable[[Callable[..., None]], Callable[..., None]]:
 @click.option(
     "--prefix", default="tradestream", show_default=True, help="Names every stack and resource."
 )
-@click.option("--region", help="Default: AWS_REGION, else your profile's region.")
+@click.option("--region", help="Default: AWS_REGION, else AWS_DEFAULT_REGION, else us-east-1.")
 @click.option(
     "--stream-mode", type=click.Choice(STREAM_MODES), default="PROVISIONED", show_default=True
 )
