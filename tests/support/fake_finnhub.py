@@ -30,8 +30,11 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
-# Disabled rather than just not propagating: pytest's caplog attaches to non-propagating loggers.
-_QUIET = logging.getLogger("tests.fake_finnhub")
+# The fake server logs its request lines, token included; they are not the producer's logs and must
+# stay out of the tests that look for the token. A Logger made directly is in no registry, so
+# logging.config.dictConfig (uvicorn calls it with disable_existing_loggers=False, which re-enables
+# every registered logger) never turns it back on.
+_QUIET = logging.Logger("tests.fake_finnhub")
 _QUIET.propagate = False
 _QUIET.disabled = True
 
