@@ -151,8 +151,15 @@ def start_in_thread(
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
     bound = int(sock.getsockname()[1])
+    # log_config=None: uvicorn's default applies logging.config.dictConfig to the whole process,
+    # which re-enables every logger the host process disabled; a server in a thread must not.
     config = uvicorn.Config(
-        create_app(loaded=loaded), host=host, port=bound, log_level="warning", lifespan="off"
+        create_app(loaded=loaded),
+        host=host,
+        port=bound,
+        log_level="warning",
+        log_config=None,
+        lifespan="off",
     )
     server = uvicorn.Server(config)
     thread = threading.Thread(

@@ -4,6 +4,7 @@ and so does the container contract (GET /ping, POST /invocations)."""
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -170,3 +171,13 @@ def test_a_training_output_directory_is_served_as_its_package(trained: TrainResu
 def test_a_directory_that_is_not_a_model_is_refused_with_a_reason(tmp_path: Path) -> None:
     with pytest.raises(PackageError, match="trained model directory"):
         start_in_thread(tmp_path)
+
+
+def test_a_server_in_a_thread_leaves_the_process_logging_alone(trained: TrainResult) -> None:
+    # GIVEN a logger the host process disabled (as the tests' fake Finnhub server's is)
+    disabled = logging.getLogger(f"tests.host-disabled-{id(trained)}")
+    disabled.disabled = True
+    # WHEN the model server starts in a thread of that process
+    with start_in_thread(trained.model_dir):
+        # THEN the process's logging configuration is left as it was
+        assert disabled.disabled
