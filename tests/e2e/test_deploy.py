@@ -114,17 +114,14 @@ def deployment(moto: MotoHandle, tmp_path_factory: pytest.TempPathFactory) -> De
 
 
 def stacks_of(deployment: Deployment) -> dict[str, dict[str, Any]]:
-    cloudformation = deployment.client("cloudformation")
-    found: dict[str, dict[str, Any]] = {}
-    for component in COMPONENTS:
-        name = f"{deployment.prefix}-{component}"
-        stacks = cloudformation.describe_stacks()["Stacks"]
-        match = [
-            s for s in stacks if s["StackName"] == name and s["StackStatus"] != "DELETE_COMPLETE"
-        ]
-        if match:
-            found[component] = match[0]
-    return found
+    """The deployment's live stacks by component (one DescribeStacks for all of them)."""
+    live = {
+        s["StackName"]: s
+        for s in deployment.client("cloudformation").describe_stacks()["Stacks"]
+        if s["StackStatus"] != "DELETE_COMPLETE"
+    }
+    names = {c: f"{deployment.prefix}-{c}" for c in COMPONENTS}
+    return {c: live[name] for c, name in names.items() if name in live}
 
 
 def test_deploy_creates_every_stack_and_prints_what_users_need(deployment: Deployment) -> None:
