@@ -55,19 +55,16 @@ class TradeIn(RawTrade):
 
     @field_validator("t", mode="before")
     @classmethod
-    def _integral_number(cls, value: object) -> object:
+    def _integral_and_not_in_the_future(cls, value: object, info: ValidationInfo) -> object:
+        # One Python validator for both rules: each costs ~0.5 µs per trade, 500 times a request.
         # JSON has one number type: 1718000000000.0 is the integer JSON Schema says it is.
         if type(value) is float and value.is_integer():
-            return int(value)
-        return value
-
-    @field_validator("t")
-    @classmethod
-    def _not_in_the_future(cls, value: int, info: ValidationInfo) -> int:
-        context = info.context if isinstance(info.context, dict) else {}
-        latest = context.get(MAX_T_CONTEXT_KEY)
-        if latest is not None and value > latest:
-            raise ValueError("trade time lies in the future beyond the allowed clock skew")
+            value = int(value)
+        if type(value) is int:
+            context = info.context if isinstance(info.context, dict) else {}
+            latest = context.get(MAX_T_CONTEXT_KEY)
+            if latest is not None and value > latest:
+                raise ValueError("trade time lies in the future beyond the allowed clock skew")
         return value
 
 

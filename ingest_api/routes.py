@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.requests import ClientDisconnect
 
-from tradestream.trade import now_ms, stamp
+from tradestream.trade import now_ms, stream_records
 
 from .batcher import BatcherClosedError, BufferFullError
 from .deps import Caller, Readiness, Sink, State, ingest_state
@@ -66,10 +66,10 @@ async def post_trades(request: Request, caller: Caller, sink: Sink) -> Response:
     received = now_ms()
     latest = received + int(settings.max_future_skew_seconds * 1000)
     raws = state.parser.parse(body, fmt, max_t=latest)
-    trades = stamp(raws, received)
-    ids = [trade.id for trade in trades]
+    records = stream_records(raws, received)
+    ids = [record.id for record in records]
     try:
-        outcome = await sink.put([(t.id, t.s, t.to_record()) for t in trades])
+        outcome = await sink.put(records)
     except (BufferFullError, BatcherClosedError) as exc:
         raise UnavailableError(
             str(exc),
@@ -78,7 +78,7 @@ async def post_trades(request: Request, caller: Caller, sink: Sink) -> Response:
             retry_after=settings.retry_after_seconds,
             code=exc.code,
         ) from None
-    state.metrics.trades_received.inc(len(trades))
+    state.metrics.trades_received.inc(len(records))
     if not outcome.complete:
         raise UnavailableError(
             f"Kinesis did not accept {len(outcome.not_accepted)} of {len(ids)} trades within "

@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import time
-from collections.abc import Iterable, Mapping
-from typing import Annotated, Any
+from collections.abc import Iterable, Iterator, Mapping
+from typing import Annotated, Any, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
+from pydantic_core import to_json
 
 # Finnhub symbols look like "AAPL", "BINANCE:BTCUSDT", "OANDA:EUR_USD" or "IC MARKETS:1".
 SYMBOL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 .:_\-/^=&]{0,49}$"
@@ -37,17 +37,11 @@ class RawTrade(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     s: Symbol
-    p: float = Field(gt=0)
-    v: float = Field(ge=0)
+    # Finite checked in pydantic-core: a Python validator per number costs ~1 µs per trade.
+    p: float = Field(gt=0, allow_inf_nan=False)
+    v: float = Field(ge=0, allow_inf_nan=False)
     t: int = Field(ge=MIN_EPOCH_MS, le=MAX_EPOCH_MS)
     c: tuple[str, ...] | None = None
-
-    @field_validator("p", "v")
-    @classmethod
-    def _finite(cls, value: float) -> float:
-        if not math.isfinite(value):
-            raise ValueError("must be a finite number")
-        return value
 
 
 class Trade(RawTrade):
@@ -89,29 +83,51 @@ def now_ms() -> int:
 def stamp(raws: Iterable[RawTrade], received_ms: int | None = None) -> list[Trade]:
     """Turn the raw trades of one frame (or request) into stream records with ids."""
     received = now_ms() if received_ms is None else received_ms
-    # Keyed on the field values, not the models: hashing a frozen model costs several times more,
-    # and a 500-trade ingest request stamps all of them on the event loop.
+    # The raw trades are validated already, and id and rt are ours: constructing without
+    # validating again halves the cost.
+    return [
+        Trade.model_construct(**fields, id=record_id, rt=received)
+        for record_id, fields in _identified(raws)
+    ]
+
+
+class StreamRecord(NamedTuple):
+    """One Kinesis record, ready for PutRecords."""
+
+    id: str
+    partition_key: str
+    data: bytes
+
+
+def stream_records(raws: Iterable[RawTrade], received_ms: int | None = None) -> list[StreamRecord]:
+    """``stamp()`` then ``to_record()``, without building ``Trade`` models: the same ids and the
+    same bytes for a third of the CPU, which counts when a 500-trade ingest request holds the
+    event loop for all of it (bench/ingest.py)."""
+    received = now_ms() if received_ms is None else received_ms
+    records = []
+    for record_id, fields in _identified(raws):
+        # Same field order and serialiser (pydantic-core) as Trade.to_record(); c is left out
+        # when None, as exclude_none does there.
+        if fields["c"] is None:
+            del fields["c"]
+        fields["id"] = record_id
+        fields["rt"] = received
+        records.append(StreamRecord(record_id, fields["s"], to_json(fields)))
+    return records
+
+
+def _identified(raws: Iterable[RawTrade]) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Each raw trade's id and its fields, numbers as the record holds them."""
+    # Keyed on the field values, not the models: hashing a frozen model costs several times more.
     seen: dict[tuple[Any, ...], int] = {}
-    trades = []
     for raw in raws:
         key = (raw.s, raw.p, raw.v, raw.t, raw.c)
         occurrence = seen.get(key, 0)
         seen[key] = occurrence + 1
-        # The raw trade is validated already, and id and rt are ours: constructing without
-        # validating again halves the cost. float() keeps the record's numbers floats, as
-        # validation would have (a strict model may hold an int price).
-        trades.append(
-            Trade.model_construct(
-                s=raw.s,
-                p=float(raw.p),
-                v=float(raw.v),
-                t=raw.t,
-                c=raw.c,
-                id=trade_id(raw, occurrence),
-                rt=received,
-            )
-        )
-    return trades
+        # float(): a strict model may hold an int price; the record's numbers are floats, as
+        # validating a Trade would have made them.
+        fields = {"s": raw.s, "p": float(raw.p), "v": float(raw.v), "t": raw.t, "c": raw.c}
+        yield trade_id(raw, occurrence), fields
 
 
 def parse_raw(payload: Mapping[str, Any]) -> RawTrade:
