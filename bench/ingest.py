@@ -408,11 +408,18 @@ NAIVE = "naive: PutRecord per trade"
 GROUPED = "service: group commit"
 
 
-def run(targets: list[str], seconds: float, workers: list[int], write: Path | None) -> None:
+def run(
+    targets: list[str],
+    seconds: float,
+    workers: list[int],
+    write: Path | None,
+    sizes: list[int],
+    naive: bool = True,
+) -> None:
     if shutil.which("wrk") is None:
         sys.exit("wrk is missing: apt-get install -y wrk")
     rows: list[dict[str, Any]] = []
-    ways = [(GROUPED, n) for n in workers] + [(NAIVE, 1)]
+    ways = [(GROUPED, n) for n in workers] + ([(NAIVE, 1)] if naive else [])
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         for target in targets:
@@ -421,6 +428,8 @@ def run(targets: list[str], seconds: float, workers: list[int], write: Path | No
                     base = Setup(target, kinesis_url, kinesis_pid, way, n)
                     with service(base, workdir) as setup:
                         for per_request, connections in SHAPES[target]:
+                            if per_request not in sizes:
+                                continue
                             wrk(setup.service_url, Load(per_request, connections, 2), workdir)
                             load = Load(per_request, connections, seconds)
                             peak = measure(setup, "peak", load, workdir)
@@ -440,7 +449,9 @@ def run(targets: list[str], seconds: float, workers: list[int], write: Path | No
     if write is not None:
         command = (
             f"python -m bench.ingest --duration {seconds:g} --targets {','.join(targets)} "
-            f"--workers {','.join(map(str, workers))} --write {write}"
+            f"--workers {','.join(map(str, workers))} --sizes {','.join(map(str, sizes))}"
+            + ("" if naive else " --no-naive")
+            + f" --write {write}"
         )
         _write_markdown(write, rows, extra, command)
 
@@ -487,6 +498,8 @@ def main() -> None:
     parser.add_argument("--duration", type=float, default=10, help="seconds per measured run")
     parser.add_argument("--targets", default="standin,moto")
     parser.add_argument("--workers", default="1,2", help="WORKERS values of the service to run")
+    parser.add_argument("--sizes", default="1,500", help="trades per request to run: 1, 500")
+    parser.add_argument("--no-naive", action="store_true", help="skip the naive way")
     parser.add_argument("--write", type=Path, default=None, help="update this Markdown file")
     args = parser.parse_args()
     if args.command == "standin":
@@ -495,7 +508,8 @@ def main() -> None:
         run_service(args.port, args.naive)
     else:
         workers = [int(n) for n in args.workers.split(",")]
-        run(args.targets.split(","), args.duration, workers, args.write)
+        sizes = [int(n) for n in args.sizes.split(",")]
+        run(args.targets.split(","), args.duration, workers, args.write, sizes, not args.no_naive)
 
 
 if __name__ == "__main__":
