@@ -23,6 +23,7 @@ from .metrics import Metrics
 from .middleware import RequestContextMiddleware
 from .openapi import install_openapi
 from .parse import TradeParser
+from .put_records import put_records_over_http
 from .ratelimit import RateLimiter
 from .readiness import ReadinessProbe
 from .routes import router
@@ -60,6 +61,19 @@ def kinesis_client(settings: IngestSettings) -> AbstractAsyncContextManager[Any]
     )
 
 
+@asynccontextmanager
+async def _put_records_sender(client: Any, settings: IngestSettings) -> AsyncIterator[Any]:
+    if settings.put_records_client == "sdk":
+        yield client
+        return
+    async with put_records_over_http(
+        client,
+        connections=settings.put_concurrency + 2,
+        connect_timeout=min(5.0, settings.kinesis_call_timeout_seconds),
+    ) as sender:
+        yield sender
+
+
 def create_app(
     settings: IngestSettings | None = None,
     *,
@@ -85,9 +99,12 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        async with kinesis_client_factory(settings) as client:
+        async with (
+            kinesis_client_factory(settings) as client,
+            _put_records_sender(client, settings) as sender,
+        ):
             batcher = KinesisBatcher(
-                client,
+                sender,
                 settings.stream_name,
                 BatchPolicy.from_settings(settings),
                 metrics=state.metrics,

@@ -9,12 +9,9 @@ but not creating stacks.
 
 from __future__ import annotations
 
-import json
 import os
-import socket
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,16 +19,9 @@ from pathlib import Path
 import boto3
 import pytest
 
+from tests.support.authorizing_moto import USER_SETUP_CALLS, authorizing_moto, user_with_policy
+
 pytestmark = pytest.mark.slow
-
-# The IAM calls that create the deploying user, before moto starts checking every request.
-SETUP_CALLS = 3
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass(frozen=True)
@@ -41,57 +31,13 @@ class AuthorizingMoto:
 
 
 @pytest.fixture(scope="module")
-def authorizing_moto() -> Iterator[AuthorizingMoto]:
-    port = free_port()
-    env = {**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": str(SETUP_CALLS)}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                assert time.monotonic() < deadline, "moto server did not start"
-                time.sleep(0.1)
-        # The first requests go unchecked: they must be the ones creating the user.
-        url = f"http://127.0.0.1:{port}"
-        yield AuthorizingMoto(url, read_only_keys(url))
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-
-
-def read_only_keys(url: str) -> dict[str, str]:
-    iam = boto3.client(
-        "iam",
-        endpoint_url=url,
-        region_name="us-east-1",
-        aws_access_key_id="setup",
-        aws_secret_access_key="setup",
-    )
-    iam.create_user(UserName="deployer")
-    policy = {
-        "Version": "2012-10-17",
-        "Statement": [
-            {
-                "Effect": "Allow",
-                "Action": ["sts:GetCallerIdentity", "cloudformation:Describe*"],
-                "Resource": "*",
-            }
-        ],
-    }
-    iam.put_user_policy(UserName="deployer", PolicyName="read", PolicyDocument=json.dumps(policy))
-    key = iam.create_access_key(UserName="deployer")["AccessKey"]
-    return {
-        "AWS_ACCESS_KEY_ID": key["AccessKeyId"],
-        "AWS_SECRET_ACCESS_KEY": key["SecretAccessKey"],
-    }
+def authorizing_moto_server() -> Iterator[AuthorizingMoto]:
+    # The first requests go unchecked: they must be the ones creating the user.
+    with authorizing_moto(USER_SETUP_CALLS) as url:
+        keys = user_with_policy(
+            url, "deployer", ["sts:GetCallerIdentity", "cloudformation:Describe*"]
+        )
+        yield AuthorizingMoto(url, keys)
 
 
 def run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -141,11 +87,11 @@ def test_aws_target_refuses_an_endpoint_override(tmp_path: Path) -> None:
 
 
 def test_unknown_credentials_are_refused_with_what_to_do(
-    authorizing_moto: AuthorizingMoto, tmp_path: Path
+    authorizing_moto_server: AuthorizingMoto, tmp_path: Path
 ) -> None:
     # GIVEN keys the endpoint does not know
     env = {
-        "AWS_ENDPOINT_URL": authorizing_moto.url,
+        "AWS_ENDPOINT_URL": authorizing_moto_server.url,
         "AWS_ACCESS_KEY_ID": "AKIAUNKNOWN000000000",
         "AWS_SECRET_ACCESS_KEY": "wrong",
     }
@@ -155,11 +101,11 @@ def test_unknown_credentials_are_refused_with_what_to_do(
 
 
 def test_a_missing_permission_names_the_call_and_the_permissions_doc(
-    authorizing_moto: AuthorizingMoto, tmp_path: Path
+    authorizing_moto_server: AuthorizingMoto, tmp_path: Path
 ) -> None:
     # GIVEN an identity that may read stacks but not create them
-    keys = authorizing_moto.read_only_keys
-    env = {"AWS_ENDPOINT_URL": authorizing_moto.url, **keys}
+    keys = authorizing_moto_server.read_only_keys
+    env = {"AWS_ENDPOINT_URL": authorizing_moto_server.url, **keys}
     # WHEN it deploys
     done = run(["deploy", "--target", "local", "--prefix", "denied"], env, tmp_path)
     # THEN the denied call and where the needed permissions are listed are named
@@ -167,7 +113,7 @@ def test_a_missing_permission_names_the_call_and_the_permissions_doc(
     # AND nothing was created
     cloudformation = boto3.client(
         "cloudformation",
-        endpoint_url=authorizing_moto.url,
+        endpoint_url=authorizing_moto_server.url,
         region_name="us-east-1",
         aws_access_key_id=keys["AWS_ACCESS_KEY_ID"],
         aws_secret_access_key=keys["AWS_SECRET_ACCESS_KEY"],
