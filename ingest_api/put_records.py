@@ -19,9 +19,11 @@ import base64
 import json
 import os
 import ssl
+import urllib.request
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from aiobotocore.session import AioSession, get_session
@@ -50,6 +52,7 @@ class PutRecordsOverHttp:
         self._session = session
         self._credentials: Any = None
         self._http = http
+        self._proxy = _proxy_for(self._url)
         self._error_parser = create_parser(model.metadata["protocol"])
 
     async def put_records(
@@ -59,7 +62,9 @@ class PutRecordsOverHttp:
         frozen = await (await self._credentials_chain()).get_frozen_credentials()
         request = AWSRequest("POST", self._url, data=body, headers=self._headers)
         SigV4Auth(frozen, self._signing_name, self._region).add_auth(request)
-        async with self._http.post(self._url, data=body, headers=dict(request.headers)) as answer:
+        async with self._http.post(
+            self._url, data=body, headers=dict(request.headers), proxy=self._proxy
+        ) as answer:
             payload = await answer.read()
             if answer.status == 200:
                 result: dict[str, Any] = json.loads(payload)
@@ -87,27 +92,40 @@ class PutRecordsOverHttp:
 
 
 def _body(stream_name: str, records: Sequence[Mapping[str, Any]]) -> bytes:
-    entries = [
-        {
-            "Data": base64.b64encode(record["Data"]).decode("ascii"),
-            "PartitionKey": record["PartitionKey"],
-        }
-        for record in records
-    ]
-    return json.dumps(
-        {"StreamName": stream_name, "Records": entries}, separators=(",", ":")
-    ).encode()
+    # Joined from parts rather than json.dumps of 500 dicts (half the CPU): base64 needs no JSON
+    # escaping, and the few distinct partition keys (symbols) are escaped once each.
+    keys: dict[str, bytes] = {}
+    entries = []
+    for record in records:
+        key = record["PartitionKey"]
+        quoted = keys.get(key)
+        if quoted is None:
+            quoted = keys[key] = json.dumps(key).encode()
+        entries.append(
+            b'{"Data":"' + base64.b64encode(record["Data"]) + b'","PartitionKey":' + quoted + b"}"
+        )
+    head = b'{"StreamName":' + json.dumps(stream_name).encode() + b',"Records":['
+    return head + b",".join(entries) + b"]}"
+
+
+def _proxy_for(url: str) -> str | None:
+    """The proxy botocore would use for ``url`` (HTTP(S)_PROXY, NO_PROXY), found once: aiohttp's
+    trust_env looks it up, and reads ~/.netrc, in a thread for every request."""
+    parts = urlsplit(url)
+    if urllib.request.proxy_bypass(parts.hostname or ""):
+        return None
+    return urllib.request.getproxies().get(parts.scheme)
 
 
 @asynccontextmanager
 async def put_records_over_http(
     client: Any, *, connections: int, connect_timeout: float
 ) -> AsyncIterator[PutRecordsOverHttp]:
-    """The sender and its connection pool, sized like the client's; proxies and a custom CA
+    """The sender and its connection pool, sized like the client's; the proxy and a custom CA
     bundle come from the same environment variables botocore reads."""
     bundle = os.environ.get("AWS_CA_BUNDLE")
     tls = ssl.create_default_context(cafile=bundle) if bundle else True
     connector = aiohttp.TCPConnector(limit=connections, ssl=tls)
     timeout = aiohttp.ClientTimeout(sock_connect=connect_timeout)
-    async with aiohttp.ClientSession(connector=connector, timeout=timeout, trust_env=True) as http:
+    async with aiohttp.ClientSession(connector=connector, timeout=timeout) as http:
         yield PutRecordsOverHttp(client, get_session(), http)
