@@ -1,27 +1,31 @@
 """The API's request and response bodies.
 
-``TradeIn`` is the core ``RawTrade`` with the rules an HTTP client can be held to: unknown fields
+``TradeIn`` is the core trade with the rules an HTTP client can be held to: unknown fields
 are refused (a misspelt field is a client bug, not something to drop silently; ``id`` and ``rt``
 are assigned by the service), JSON types are strict (no ``"1.5"`` for a price, no ``true`` for a
 volume; but 1.7e12 is the integer JSON Schema says it is), condition codes are short and few (so
 a record stays far below Kinesis's 1 MiB), and a trade time may not lie in the future beyond a
-clock-skew allowance.
+clock-skew allowance. It is a TypedDict with the field rules of ``RawTrade``: validating 500 of
+them into plain dicts takes half the CPU of building models, and the records are made from dicts.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated, Any, NotRequired
 
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     StringConstraints,
+    TypeAdapter,
     ValidationInfo,
-    field_validator,
+    with_config,
 )
+from typing_extensions import TypedDict
 
-from tradestream.trade import RawTrade
+from tradestream.trade import EpochMs, Price, Symbol, Volume
 
 MAX_CONDITIONS = 32
 ConditionCode = Annotated[str, StringConstraints(min_length=1, max_length=16)]
@@ -44,28 +48,41 @@ def _document(schema: dict[str, Any]) -> None:
     schema["examples"] = [{"s": "AAPL", "p": 189.97, "v": 100, "t": 1_718_000_000_000, "c": ["1"]}]
 
 
-class TradeIn(RawTrade):
+def _integral_and_not_in_the_future(value: object, info: ValidationInfo) -> object:
+    # One Python validator for both rules: each costs ~0.5 µs per trade, 500 times a request.
+    # JSON has one number type: 1718000000000.0 is the integer JSON Schema says it is.
+    if type(value) is float and value.is_integer():
+        value = int(value)
+    if type(value) is int:
+        context = info.context if isinstance(info.context, dict) else {}
+        latest = context.get(MAX_T_CONTEXT_KEY)
+        if latest is not None and value > latest:
+            raise ValueError("trade time lies in the future beyond the allowed clock skew")
+    return value
+
+
+@with_config(
+    ConfigDict(
+        extra="forbid",
+        strict=True,
+        title="Trade",
+        json_schema_extra=_document,
+    )
+)
+class TradeIn(TypedDict):
     """One trade as a client posts it."""
 
-    model_config = ConfigDict(
-        extra="forbid", frozen=True, strict=True, title="Trade", json_schema_extra=_document
-    )
+    s: Symbol
+    p: Price
+    v: Volume
+    t: Annotated[EpochMs, BeforeValidator(_integral_and_not_in_the_future)]
+    c: NotRequired[
+        Annotated[tuple[ConditionCode, ...] | None, Field(default=None, max_length=MAX_CONDITIONS)]
+    ]
 
-    c: tuple[ConditionCode, ...] | None = Field(default=None, max_length=MAX_CONDITIONS)
 
-    @field_validator("t", mode="before")
-    @classmethod
-    def _integral_and_not_in_the_future(cls, value: object, info: ValidationInfo) -> object:
-        # One Python validator for both rules: each costs ~0.5 µs per trade, 500 times a request.
-        # JSON has one number type: 1718000000000.0 is the integer JSON Schema says it is.
-        if type(value) is float and value.is_integer():
-            value = int(value)
-        if type(value) is int:
-            context = info.context if isinstance(info.context, dict) else {}
-            latest = context.get(MAX_T_CONTEXT_KEY)
-            if latest is not None and value > latest:
-                raise ValueError("trade time lies in the future beyond the allowed clock skew")
-        return value
+# Compiled once; TypedDicts have no methods of their own to validate or describe them.
+TRADE_ADAPTER: TypeAdapter[TradeIn] = TypeAdapter(TradeIn)
 
 
 class Accepted(BaseModel):

@@ -12,7 +12,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
 from .deps import API_KEY_HEADER
-from .models import TradeIn
+from .models import TRADE_ADAPTER
 from .parse import JSON, NDJSON
 
 TRADE_REF = "#/components/schemas/Trade"
@@ -53,7 +53,7 @@ def install_openapi(app: FastAPI, max_trades: int) -> None:
                 description=app.description,
                 routes=app.routes,
             )
-            trade_schema = TradeIn.model_json_schema(ref_template="#/components/schemas/{model}")
+            trade_schema = TRADE_ADAPTER.json_schema(ref_template="#/components/schemas/{model}")
             components = schema.setdefault("components", {})
             components.setdefault("schemas", {})["Trade"] = trade_schema
             components["securitySchemes"] = {

@@ -21,7 +21,7 @@ from .errors import (
     PayloadTooLargeError,
     UnsupportedMediaTypeError,
 )
-from .models import MAX_T_CONTEXT_KEY, TradeIn, TradeProblem
+from .models import MAX_T_CONTEXT_KEY, TRADE_ADAPTER, TradeIn, TradeProblem
 
 JSON = "application/json"
 NDJSON = "application/x-ndjson"
@@ -73,6 +73,7 @@ class TradeParser:
 
     def __init__(self, max_trades: int) -> None:
         self.max_trades = max_trades
+        self._one = TRADE_ADAPTER
         self._many = TypeAdapter(Annotated[list[TradeIn], Field(max_length=max_trades)])
 
     def parse(self, body: bytes, fmt: BodyFormat, *, max_t: int) -> list[TradeIn]:
@@ -97,7 +98,7 @@ class TradeParser:
             raise MalformedBodyError("the body must be a trade object or a JSON array of trades")
         try:
             if first == b"{":
-                return [TradeIn.model_validate_json(body, context=context)]
+                return [self._one.validate_json(body, context=context)]
             return self._many.validate_json(body, context=context)
         except ValidationError as exc:
             whole = [e for e in exc.errors() if not e["loc"]]
@@ -117,7 +118,7 @@ class TradeParser:
         problems: list[TradeProblem] = []
         for index, line in enumerate(lines):
             try:
-                trades.append(TradeIn.model_validate_json(line, context=context))
+                trades.append(self._one.validate_json(line, context=context))
             except ValidationError as exc:
                 problems += [_problem(e, 0, index) for e in exc.errors()]
         if problems:

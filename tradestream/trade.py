@@ -10,10 +10,11 @@ import hashlib
 import json
 import time
 from collections.abc import Iterable, Iterator, Mapping
-from typing import Annotated, Any, NamedTuple
+from typing import Annotated, Any, NamedTuple, NotRequired
 
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic_core import to_json
+from typing_extensions import TypedDict
 
 # Finnhub symbols look like "AAPL", "BINANCE:BTCUSDT", "OANDA:EUR_USD" or "IC MARKETS:1".
 SYMBOL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 .:_\-/^=&]{0,49}$"
@@ -22,7 +23,12 @@ SYMBOL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 .:_\-/^=&]{0,49}$"
 MIN_EPOCH_MS = 946_684_800_000
 MAX_EPOCH_MS = 4_102_444_800_000
 
+# The field rules, shared by RawTrade and the ingest API's plain-dict trade (ingest_api/models.py).
+# Finite is checked in pydantic-core: a Python validator per number costs ~1 µs per trade.
 Symbol = Annotated[str, Field(pattern=SYMBOL_PATTERN)]
+Price = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+Volume = Annotated[float, Field(ge=0, allow_inf_nan=False)]
+EpochMs = Annotated[int, Field(ge=MIN_EPOCH_MS, le=MAX_EPOCH_MS)]
 
 
 class TradeError(ValueError):
@@ -37,11 +43,20 @@ class RawTrade(BaseModel):
     model_config = ConfigDict(extra="ignore", frozen=True)
 
     s: Symbol
-    # Finite checked in pydantic-core: a Python validator per number costs ~1 µs per trade.
-    p: float = Field(gt=0, allow_inf_nan=False)
-    v: float = Field(ge=0, allow_inf_nan=False)
-    t: int = Field(ge=MIN_EPOCH_MS, le=MAX_EPOCH_MS)
+    p: Price
+    v: Volume
+    t: EpochMs
     c: tuple[str, ...] | None = None
+
+
+class TradeFields(TypedDict):
+    """A validated raw trade as a plain dict (what the ingest API validates bodies into)."""
+
+    s: str
+    p: float
+    v: float
+    t: int
+    c: NotRequired[tuple[str, ...] | None]
 
 
 class Trade(RawTrade):
@@ -63,6 +78,10 @@ class Trade(RawTrade):
             raise TradeError(_short_error(exc)) from exc
 
 
+# A trade's fields in record order: s, p, v, t, c.
+_Fields = tuple[str, float, float, int, tuple[str, ...] | None]
+
+
 def trade_id(raw: RawTrade, occurrence: int = 0) -> str:
     """Derive the deterministic id of a trade.
 
@@ -71,8 +90,13 @@ def trade_id(raw: RawTrade, occurrence: int = 0) -> str:
     replayed gives the same occurrences, hence the same ids; a duplicate re-sent in a later frame
     gets occurrence 0 again, hence collapses onto the first one downstream.
     """
-    conditions = ",".join(raw.c or ())
-    key = f"{raw.s}|{raw.p!r}|{raw.v!r}|{raw.t}|{conditions}|{occurrence}"
+    return _id_of((raw.s, raw.p, raw.v, raw.t, raw.c), occurrence)
+
+
+def _id_of(fields: _Fields, occurrence: int) -> str:
+    s, p, v, t, c = fields
+    conditions = ",".join(c or ())
+    key = f"{s}|{p!r}|{v!r}|{t}|{conditions}|{occurrence}"
     return hashlib.sha256(key.encode()).hexdigest()[:32]
 
 
@@ -86,8 +110,8 @@ def stamp(raws: Iterable[RawTrade], received_ms: int | None = None) -> list[Trad
     # The raw trades are validated already, and id and rt are ours: constructing without
     # validating again halves the cost.
     return [
-        Trade.model_construct(**fields, id=record_id, rt=received)
-        for record_id, fields in _identified(raws)
+        Trade.model_construct(s=s, p=p, v=v, t=t, c=c, id=record_id, rt=received)
+        for record_id, (s, p, v, t, c) in _identified((r.s, r.p, r.v, r.t, r.c) for r in raws)
     ]
 
 
@@ -99,35 +123,39 @@ class StreamRecord(NamedTuple):
     data: bytes
 
 
-def stream_records(raws: Iterable[RawTrade], received_ms: int | None = None) -> list[StreamRecord]:
-    """``stamp()`` then ``to_record()``, without building ``Trade`` models: the same ids and the
-    same bytes for a third of the CPU, which counts when a 500-trade ingest request holds the
-    event loop for all of it (bench/ingest.py)."""
+def stream_records(
+    trades: Iterable[TradeFields], received_ms: int | None = None
+) -> list[StreamRecord]:
+    """What ``stamp()`` then ``to_record()`` give for the same trades, without building models:
+    the same ids and bytes for a fifth of the CPU, which counts when a 500-trade ingest request
+    holds the event loop for all of it (bench/ingest.py)."""
     received = now_ms() if received_ms is None else received_ms
     records = []
-    for record_id, fields in _identified(raws):
+    for record_id, (s, p, v, t, c) in _identified(
+        (d["s"], d["p"], d["v"], d["t"], d.get("c")) for d in trades
+    ):
         # Same field order and serialiser (pydantic-core) as Trade.to_record(); c is left out
         # when None, as exclude_none does there.
-        if fields["c"] is None:
-            del fields["c"]
+        fields: dict[str, Any] = {"s": s, "p": p, "v": v, "t": t}
+        if c is not None:
+            fields["c"] = c
         fields["id"] = record_id
         fields["rt"] = received
-        records.append(StreamRecord(record_id, fields["s"], to_json(fields)))
+        records.append(StreamRecord(record_id, s, to_json(fields)))
     return records
 
 
-def _identified(raws: Iterable[RawTrade]) -> Iterator[tuple[str, dict[str, Any]]]:
-    """Each raw trade's id and its fields, numbers as the record holds them."""
+def _identified(trades: Iterable[_Fields]) -> Iterator[tuple[str, _Fields]]:
+    """Each trade's id and its fields, numbers as the record holds them."""
     # Keyed on the field values, not the models: hashing a frozen model costs several times more.
-    seen: dict[tuple[Any, ...], int] = {}
-    for raw in raws:
-        key = (raw.s, raw.p, raw.v, raw.t, raw.c)
-        occurrence = seen.get(key, 0)
-        seen[key] = occurrence + 1
-        # float(): a strict model may hold an int price; the record's numbers are floats, as
-        # validating a Trade would have made them.
-        fields = {"s": raw.s, "p": float(raw.p), "v": float(raw.v), "t": raw.t, "c": raw.c}
-        yield trade_id(raw, occurrence), fields
+    seen: dict[_Fields, int] = {}
+    for fields in trades:
+        occurrence = seen.get(fields, 0)
+        seen[fields] = occurrence + 1
+        s, p, v, t, c = fields
+        # float(): a strict validator may keep an int price; the record's numbers are floats, as
+        # validating a Trade would have made them. The id is derived before, as it always was.
+        yield _id_of(fields, occurrence), (s, float(p), float(v), t, c)
 
 
 def parse_raw(payload: Mapping[str, Any]) -> RawTrade:

@@ -100,8 +100,11 @@ def test_one_object_an_array_and_ndjson_give_the_same_trades() -> None:
     single = parser.parse(_json(a), BodyFormat.JSON, max_t=LATEST)
     array = parser.parse(_json([a, b]), BodyFormat.JSON, max_t=LATEST)
     lines = parser.parse(_json(a) + b"\n\n  \n" + _json(b) + b"\n", BodyFormat.NDJSON, max_t=LATEST)
-    assert [t.s for t in single] == ["AAPL"]
-    assert [(t.s, t.v, t.c) for t in array] == [("AAPL", 100.0, ("1", "12")), ("MSFT", 0.0, None)]
+    assert [t["s"] for t in single] == ["AAPL"]
+    assert [(t["s"], t["v"], t["c"]) for t in array] == [
+        ("AAPL", 100.0, ("1", "12")),
+        ("MSFT", 0.0, None),
+    ]
     assert lines == array
 
 
@@ -149,7 +152,7 @@ def test_a_whole_number_written_with_a_fraction_is_an_integer_time() -> None:
     trades = TradeParser(max_trades=5).parse(
         b'{"s":"A","p":1,"v":1,"t":1.718e12}', BodyFormat.JSON, max_t=LATEST
     )
-    assert (trades[0].t, type(trades[0].t)) == (1_718_000_000_000, int)
+    assert (trades[0]["t"], type(trades[0]["t"])) == (1_718_000_000_000, int)
 
 
 def test_non_finite_numbers_are_refused() -> None:
@@ -180,7 +183,7 @@ def test_a_body_that_is_not_a_json_object_or_array_is_a_400(body: bytes) -> None
 def test_an_item_that_is_not_an_object_is_a_422_at_its_index() -> None:
     with pytest.raises(InvalidTradesError) as caught:
         TradeParser(max_trades=5).parse(_json([_trade(), 7]), BodyFormat.JSON, max_t=LATEST)
-    assert [(p.index, p.field, p.type) for p in caught.value.problems] == [(1, None, "model_type")]
+    assert [(p.index, p.field, p.type) for p in caught.value.problems] == [(1, None, "dict_type")]
 
 
 @pytest.mark.parametrize("fmt", [BodyFormat.JSON, BodyFormat.NDJSON])
