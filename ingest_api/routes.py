@@ -67,7 +67,7 @@ async def post_trades(request: Request, caller: Caller, sink: Sink) -> Response:
     latest = received + int(settings.max_future_skew_seconds * 1000)
     raws = state.parser.parse(body, fmt, max_t=latest)
     records = stream_records(raws, received)
-    ids = [record.id for record in records]
+    ids = [record_id for record_id, _, _ in records]
     try:
         outcome = await sink.put(records)
     except (BufferFullError, BatcherClosedError) as exc:
