@@ -137,9 +137,9 @@ class _Backlog:
     entries: deque[_Entry] = field(default_factory=deque)
     size: int = 0
 
-    def push(self, entry: _Entry) -> None:
-        self.entries.append(entry)
-        self.size += entry.size
+    def extend(self, entries: list[_Entry]) -> None:
+        self.entries.extend(entries)
+        self.size += sum(e.size for e in entries)
 
     def push_front(self, entries: Sequence[_Entry]) -> None:
         self.entries.extendleft(reversed(entries))
@@ -246,9 +246,12 @@ class KinesisBatcher:
             remaining=len(records),
         )
         self._tickets.add(ticket)
-        for index, (_, key, data) in enumerate(records):
-            size = len(data) + len(key.encode())
-            self._backlog.push(_Entry(ticket, index, data, key, size, now))
+        self._backlog.extend(
+            [
+                _Entry(ticket, index, data, key, len(data) + len(key.encode()), now)
+                for index, (_, key, data) in enumerate(records)
+            ]
+        )
         self._buffered += len(records)
         self.metrics.buffered.set(self._buffered)
         self._drained.clear()
@@ -337,6 +340,11 @@ class KinesisBatcher:
             self.metrics.put_calls.labels("error").inc()
             self._retry_or_fail(batch, retryable=True)
             return
+        if response.get("FailedRecordCount") == 0:
+            # The usual answer: every entry accepted (Kinesis counts the failed ones); no need to
+            # read the entries one by one. Without the count, they are read.
+            self._settle_accepted(batch)
+            return
         retry: list[_Entry] = []
         fatal: list[_Entry] = []
         accepted = 0
@@ -393,6 +401,25 @@ class KinesisBatcher:
             self._timers.add(timer)
 
     # -- bookkeeping ------------------------------------------------------------------------
+
+    def _settle_accepted(self, batch: list[_Entry]) -> None:
+        """``_settle(entry, ok=True)`` for a whole batch, in one pass (500 calls cost ~0.5 ms)."""
+        settled = 0
+        for entry in batch:
+            ticket = entry.ticket
+            if ticket.status[entry.index] == _PENDING:
+                ticket.status[entry.index] = _ACCEPTED
+                ticket.remaining -= 1
+                settled += 1
+                if ticket.remaining == 0:
+                    self._finish(ticket)
+        self._buffered -= settled
+        metrics = self.metrics
+        metrics.trades_accepted.inc(len(batch))
+        metrics.buffered.set(self._buffered)
+        metrics.put_calls.labels("ok").inc()
+        if self._buffered == 0:
+            self._drained.set()
 
     def _settle(self, entry: _Entry, *, ok: bool) -> None:
         ticket = entry.ticket

@@ -247,3 +247,28 @@ async def test_records_queue_while_all_calls_are_in_flight_and_leave_together() 
     await batcher.close(1)
     # THEN they all shared the next call
     assert [len(call) for call in client.calls] == [1, 20]
+
+
+class UncountedKinesis(ScriptedKinesis):
+    """Answers without FailedRecordCount, as a faulty stand-in might: entries must be read."""
+
+    async def put_records(
+        self, *, StreamName: str, Records: list[dict[str, Any]]
+    ) -> dict[str, Any]:
+        response = await super().put_records(StreamName=StreamName, Records=Records)
+        del response["FailedRecordCount"]
+        return response
+
+
+async def test_an_answer_without_a_failed_count_is_read_entry_by_entry() -> None:
+    # GIVEN a Kinesis that throttles every entry's first attempt and leaves out the failed count
+    client = UncountedKinesis(lambda _data, attempt: THROTTLED if attempt == 1 else None)
+    batcher = _batcher(client)
+    # WHEN a request is put
+    outcome = await batcher.put(_records("u", 5))
+    await batcher.close(1)
+    # THEN the refused entries were seen and resent, not taken for accepted
+    assert outcome.complete
+    assert sorted(client.stored) == sorted(data for _, _, data in _records("u", 5))
+    assert len(client.calls) == 2
+    assert _metric(batcher, "ingest_kinesis_entries_retried_total") == 5
