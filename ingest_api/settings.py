@@ -26,7 +26,8 @@ class IngestSettings(BaseSettings):
     # Where the server listens when started by `python -m ingest_api` (a container sets 0.0.0.0).
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
-    # Processes serving the port: one event loop per vCPU (each with its own Kinesis batcher).
+    # Processes serving the port, each an event loop with its own Kinesis batcher: one or two per
+    # vCPU for many small requests, up to four per vCPU for large batches (docs/bench-ingest.md).
     workers: int = Field(default=1, ge=1, le=64)
 
     # Comma-separated keys, and/or the name or ARN of a Secrets Manager secret holding them.
