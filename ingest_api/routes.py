@@ -65,8 +65,8 @@ async def post_trades(request: Request, caller: Caller, sink: Sink) -> Response:
         raise MalformedBodyError("the connection closed before the body ended") from None
     received = now_ms()
     latest = received + int(settings.max_future_skew_seconds * 1000)
-    raws = state.parser.parse(body, fmt, max_t=latest)
-    records = stream_records(raws, received)
+    trades = state.parser.parse(body, fmt, max_t=latest)
+    records = stream_records(trades, received)
     ids = [record_id for record_id, _, _ in records]
     try:
         outcome = await sink.put(records)
