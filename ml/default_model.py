@@ -5,14 +5,20 @@ key. The key digests everything the model depends on (the ml/ sources, the synth
 training settings, the numpy and scikit-learn versions), so changing the feature code can never
 serve a stale model: it trains a new one under a new key. Concurrent first uses are safe: each
 builds in its own staging directory and renames it into place atomically.
+
+Entries would pile up as the code changes, so each use marks its entry (mtime), and adding an
+entry removes those unused for ``STALE_AFTER_DAYS``: long enough that no server still running
+from one loses it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 
 import numpy
@@ -23,6 +29,9 @@ from ml.package import ML_DIR, extract, package
 from ml.train import DEFAULT_HORIZON_S, DEFAULT_SEED, DEFAULT_TRADES, train
 
 READY_MARKER = Path("code") / "inference.py"
+STALE_AFTER_DAYS = 30
+# Cache entries: default models by key, and model packages unpacked by ml.serve by digest.
+ENTRY_PREFIXES = ("model-", "artifact-")
 
 
 def cache_dir() -> Path:
@@ -44,6 +53,7 @@ def default_model_dir() -> Path:
     """An extracted package of the default model, training and packaging it if not cached."""
     served = cache_dir() / f"model-{default_model_key()}"
     if (served / READY_MARKER).exists():
+        mark_used(served)
         return served
     served.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=served.parent, prefix=".build-") as name:
@@ -62,4 +72,28 @@ def default_model_dir() -> Path:
         except OSError:
             if not (served / READY_MARKER).exists():
                 raise
+    prune_cache(keep=served)
     return served
+
+
+def mark_used(entry: Path) -> None:
+    """Set the entry's mtime to now: when it was last served (best effort on a read-only cache)."""
+    with contextlib.suppress(OSError):
+        os.utime(entry)
+
+
+def prune_cache(keep: Path, now: float | None = None) -> list[Path]:
+    """Remove cache entries unused for STALE_AFTER_DAYS, never ``keep``; return what went."""
+    cutoff = (time.time() if now is None else now) - STALE_AFTER_DAYS * 86_400
+    removed = []
+    for entry in cache_dir().iterdir():
+        if entry == keep or not entry.name.startswith(ENTRY_PREFIXES) or not entry.is_dir():
+            continue
+        try:
+            stale = entry.stat().st_mtime < cutoff
+        except FileNotFoundError:  # another process pruned it first
+            continue
+        if stale:
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+    return removed

@@ -36,7 +36,7 @@ import uvicorn
 from fastapi import FastAPI, Request, Response
 from starlette.concurrency import run_in_threadpool
 
-from ml.default_model import cache_dir, default_model_dir
+from ml.default_model import cache_dir, default_model_dir, mark_used, prune_cache
 from ml.package import PackageError, extract, load_inference, package, read_metadata
 from tradestream.logs import get_logger
 
@@ -244,7 +244,9 @@ def _extracted(artifact: Path) -> Path:
     """A model.tar.gz unpacked once into the cache, keyed by its bytes."""
     digest = hashlib.sha256(artifact.read_bytes()).hexdigest()[:16]
     target = cache_dir() / f"artifact-{digest}"
-    if not (target / "code" / "inference.py").exists():
+    if (target / "code" / "inference.py").exists():
+        mark_used(target)
+    else:
         staging = extract(artifact, cache_dir() / f".artifact-{digest}-{uuid.uuid4().hex[:8]}")
         try:
             staging.rename(target)
@@ -252,6 +254,7 @@ def _extracted(artifact: Path) -> Path:
             shutil.rmtree(staging, ignore_errors=True)
             if not (target / "code" / "inference.py").exists():
                 raise
+        prune_cache(keep=target)
     if not (target / "metadata.json").exists():
         raise PackageError(f"{artifact} is not a model package (no metadata.json)")
     return target

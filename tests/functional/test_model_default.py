@@ -3,13 +3,15 @@ use, then reused from the cache."""
 
 from __future__ import annotations
 
+import os
+import time
 from pathlib import Path
 
 import httpx
 import pytest
 
 import ml.default_model
-from ml.default_model import default_model_dir
+from ml.default_model import default_model_dir, prune_cache
 from ml.serve import start_in_thread
 
 T0 = 1_700_000_000_000
@@ -52,3 +54,41 @@ def test_other_training_settings_never_reuse_a_cached_model(
     first = default_model_dir()
     monkeypatch.setattr(ml.default_model, "DEFAULT_TRADES", 6000)
     assert default_model_dir() != first
+
+
+def test_cache_entries_unused_for_a_month_go_when_a_model_is_added(
+    small_default: Path,
+) -> None:
+    # GIVEN a cache with an old and a recent default model, an old unpacked package, and a
+    # stray file that is not an entry
+    small_default.mkdir(parents=True)
+    old_model, recent_model = small_default / "model-old", small_default / "model-recent"
+    old_package, stray = small_default / "artifact-old", small_default / "notes.txt"
+    for entry in (old_model, recent_model, old_package):
+        entry.mkdir()
+        (entry / "weights").write_text("x")
+    stray.write_text("keep me")
+    month_ago = time.time() - 31 * 86_400
+    for entry in (old_model, old_package, stray):
+        os.utime(entry, (month_ago, month_ago))
+
+    # WHEN the default model is trained into it
+    served = default_model_dir()
+
+    # THEN the entries unused for a month are gone, the rest stay, the new model is served
+    assert not old_model.exists()
+    assert not old_package.exists()
+    assert recent_model.exists()
+    assert stray.exists()
+    assert (served / "model.tar.gz").exists()
+
+
+def test_serving_from_the_cache_marks_the_entry_used(small_default: Path) -> None:
+    # GIVEN a cached default model last used a month ago
+    served = default_model_dir()
+    month_ago = time.time() - 31 * 86_400
+    os.utime(served, (month_ago, month_ago))
+    # WHEN it is served again THEN it counts as used now, so pruning keeps it
+    assert default_model_dir() == served
+    assert served.stat().st_mtime > time.time() - 60
+    assert prune_cache(keep=small_default / "model-other") == []
