@@ -99,6 +99,7 @@ def running(
     handler: Recorder,
     *,
     clock: Callable[[], float] = time.time,
+    shard_refresh_s: float = 10.0,
     **settings: Any,
 ) -> Iterator[KinesisEventSourceMapping]:
     # Deterministic batches: no batching window unless a test asks for one.
@@ -111,6 +112,7 @@ def running(
         region=stack.region,
         poll_interval_s=POLL_S,
         clock=clock,
+        shard_refresh_s=shard_refresh_s,
     )
     mapping.start()
     try:
@@ -313,6 +315,37 @@ def test_stop_ends_every_poller_thread(stack: DeployedStack) -> None:
     # WHEN it has stopped (the context manager asserted stop() returned True)
     # THEN none of its threads is left
     assert not [t for t in threading.enumerate() if t.name in names and t.is_alive()]
+
+
+def test_shards_added_by_resharding_are_found_and_read(stack: DeployedStack) -> None:
+    # GIVEN a running mapping that looks for new shards every 50 ms
+    handler = Recorder()
+    with running(stack, handler, shard_refresh_s=0.05) as mapping:
+        assert mapping.wait_caught_up(WAIT_S)
+        before = set(mapping.checkpoints())
+        # WHEN the stream is resharded from 2 to 4 shards
+        kinesis = client("kinesis")
+        kinesis.update_shard_count(
+            StreamARN=stack.stream_arn, TargetShardCount=4, ScalingType="UNIFORM_SCALING"
+        )
+        shards = {s["ShardId"] for s in kinesis.list_shards(StreamARN=stack.stream_arn)["Shards"]}
+        added = shards - before
+        assert len(added) >= 2, "moto added no shard"
+        deadline = time.monotonic() + WAIT_S
+        while not added <= set(mapping.checkpoints()) and time.monotonic() < deadline:
+            time.sleep(POLL_S)
+        # THEN every new shard gets a reader
+        assert added <= set(mapping.checkpoints())
+        assert {f"esm-{shard_id}" for shard_id in added} <= {t.name for t in threading.enumerate()}
+        # AND records put now are delivered exactly once (moto still routes them to the parent
+        # shards after resharding, so this shows nothing was lost, not where they were read)
+        payloads = [f"r{i}".encode() for i in range(40)]
+        kinesis.put_records(
+            StreamARN=stack.stream_arn,
+            Records=[{"Data": p, "PartitionKey": f"key-{i}"} for i, p in enumerate(payloads)],
+        )
+        assert mapping.wait_caught_up(WAIT_S)
+    assert sorted(d for batch in handler.batches() for d in batch) == sorted(payloads)
 
 
 # --- partial batch responses ---------------------------------------------------------------------

@@ -67,6 +67,7 @@ from tradestream.local.esm_state import (
     split_expired,
 )
 from tradestream.local.lambda_context import LambdaContext, function_arn
+from tradestream.local.shard_readers import ShardReaders
 from tradestream.local.template import MappingSettings, NotEmulatedError
 
 Handler = Callable[[dict[str, Any], Any], Any]
@@ -135,8 +136,17 @@ class KinesisEventSourceMapping:
         self._destination_url: str | None = None
         self._lock = threading.Lock()
         self._stop = threading.Event()
-        self._shards: dict[str, ShardState] = {}
-        self._threads: list[threading.Thread] = []
+        self._readers = ShardReaders(
+            kinesis=self._kinesis,
+            stream_arn=stream_arn,
+            new_shard=ShardState,
+            read=self._poll_shard,
+            name="esm",
+            lock=self._lock,
+            stop=self._stop,
+            refresh_s=shard_refresh_s,
+        )
+        self._shards = self._readers.shards  # guarded by self._lock
         self._stats = MappingStats()
         self._started = False
 
@@ -150,23 +160,13 @@ class KinesisEventSourceMapping:
             log.info("event source mapping for %s is disabled; not polling", self.function_name)
             return
         self._destination_url = self._resolve_destination()
-        for shard_id in self._list_shards():
-            self._add_shard(shard_id, self._initial_iterator_args())
-        self._spawn(self._discover_shards, "esm-discovery")
+        self._readers.start(self._initial_iterator_args())
 
     def stop(self, timeout: float = 10) -> bool:
-        """Stop polling; an invocation in progress finishes first. True if every thread ended.
-
-        Threads are daemons, so one stuck in a handler cannot keep the interpreter alive.
-        """
+        """Stop polling; an invocation in progress finishes first. True if every thread ended."""
         self._stop.set()
         deadline = time.monotonic() + timeout
-        for thread in list(self._threads):
-            thread.join(max(0.0, deadline - time.monotonic()))
-        alive = [thread.name for thread in self._threads if thread.is_alive()]
-        if alive:
-            log.warning("event source mapping threads still running after %ss: %s", timeout, alive)
-        return not alive
+        return not self._readers.still_running(list(self._readers.threads), deadline)
 
     def __enter__(self) -> KinesisEventSourceMapping:
         self.start()
@@ -216,16 +216,6 @@ class KinesisEventSourceMapping:
 
     # --- shards -----------------------------------------------------------------------------------
 
-    def _list_shards(self) -> list[str]:
-        shard_ids: list[str] = []
-        kwargs: dict[str, Any] = {"StreamARN": self.stream_arn}
-        while True:
-            page = self._kinesis.list_shards(**kwargs)
-            shard_ids.extend(shard["ShardId"] for shard in page["Shards"])
-            if not page.get("NextToken"):
-                return shard_ids
-            kwargs = {"NextToken": page["NextToken"]}
-
     def _initial_iterator_args(self) -> dict[str, Any]:
         position = self.settings.starting_position
         args: dict[str, Any] = {"ShardIteratorType": position}
@@ -234,37 +224,6 @@ class KinesisEventSourceMapping:
                 self.settings.starting_position_timestamp, UTC
             )
         return args
-
-    def _add_shard(self, shard_id: str, iterator_args: dict[str, Any]) -> None:
-        shard = ShardState(shard_id)
-        shard.iterator = self._get_iterator(shard_id, iterator_args)
-        with self._lock:
-            self._shards[shard_id] = shard
-        self._spawn(lambda: self._poll_shard(shard), f"esm-{shard_id}")
-
-    def _get_iterator(self, shard_id: str, args: dict[str, Any]) -> str:
-        response = self._kinesis.get_shard_iterator(
-            StreamARN=self.stream_arn, ShardId=shard_id, **args
-        )
-        iterator: str = response["ShardIterator"]
-        return iterator
-
-    def _discover_shards(self) -> None:
-        while not self._stop.wait(self._shard_refresh_s):
-            try:
-                with self._lock:
-                    known = set(self._shards)
-                for shard_id in self._list_shards():
-                    if shard_id not in known:
-                        log.info("new shard %s: reading it from TRIM_HORIZON", shard_id)
-                        self._add_shard(shard_id, {"ShardIteratorType": "TRIM_HORIZON"})
-            except Exception:
-                log.exception("listing the shards of %s failed; retrying later", self.stream_arn)
-
-    def _spawn(self, target: Callable[[], None], name: str) -> None:
-        thread = threading.Thread(target=target, name=name, daemon=True)
-        self._threads.append(thread)
-        thread.start()
 
     # --- one shard's loop -------------------------------------------------------------------------
 
@@ -308,7 +267,7 @@ class KinesisEventSourceMapping:
                 if (last := shard.last_fetched or shard.checkpoint)
                 else self._initial_iterator_args()
             )
-            shard.iterator = self._get_iterator(shard.shard_id, args)
+            shard.iterator = self._readers.iterator(shard.shard_id, args)
         polled_at = time.monotonic()
         limit = min(_GET_RECORDS_LIMIT, self.settings.batch_size - len(shard.buffer))
         response = self._kinesis.get_records(

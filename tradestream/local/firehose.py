@@ -82,6 +82,7 @@ from tradestream.local.firehose_state import (
 )
 from tradestream.local.firehose_template import DeliveryStreamSettings
 from tradestream.local.lambda_context import LambdaContext, function_arn
+from tradestream.local.shard_readers import ShardReaders
 
 Handler = Callable[[dict[str, Any], Any], Any]
 StartingPosition = Literal["LATEST", "TRIM_HORIZON"]
@@ -158,13 +159,22 @@ class FirehoseEmulation:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stop = threading.Event()
-        self._shards: dict[str, ShardState] = {}
+        self._readers = ShardReaders(
+            kinesis=self._kinesis,
+            stream_arn=settings.source_stream_arn,
+            new_shard=ShardState,
+            read=self._poll_shard,
+            name="firehose",
+            lock=self._lock,
+            stop=self._stop,
+            refresh_s=shard_refresh_s,
+        )
+        self._shards = self._readers.shards  # guarded by self._lock
         self._processor = ProcessorBuffer()
         self._destinations = DestinationBuffers()
         self._in_flight = 0  # records taken from a buffer and not yet written or discarded
         self._forcing = 0  # flush() / wait_caught_up(flush=True) calls in progress
         self._stats = FirehoseStats()
-        self._pollers: list[threading.Thread] = []
         self._delivery: threading.Thread | None = None
         self._started = False
         self._deadline: float | None = None  # set by stop(): when delivery gives up
@@ -175,28 +185,21 @@ class FirehoseEmulation:
         if self._started:
             raise FirehoseEmulationError("an emulation starts once; create a new one to restart")
         self._started = True
-        for shard_id in self._list_shards():
-            self._add_shard(shard_id, self._starting_position)
-        self._spawn(self._discover_shards, "firehose-discovery", poller=True)
-        self._spawn(self._deliver_loop, "firehose-delivery", poller=False)
+        self._readers.start({"ShardIteratorType": self._starting_position})
+        self._delivery = threading.Thread(
+            target=self._deliver_loop, name="firehose-delivery", daemon=True
+        )
+        self._delivery.start()
 
     def stop(self, timeout: float = 30) -> bool:
-        """Stop polling, deliver everything buffered, end every thread. True if all ended.
-
-        Threads are daemons, so one stuck in a handler or on S3 cannot keep the process alive.
-        """
+        """Stop polling, deliver everything buffered, end every thread. True if all ended."""
         deadline = time.monotonic() + timeout
         # The delivery thread gives up a little before the caller stops waiting for it.
         self._deadline = deadline - min(0.5, timeout / 10)
         self._stop.set()
         self._wake.set()
-        threads = [*self._pollers, *([self._delivery] if self._delivery else [])]
-        for thread in threads:
-            thread.join(max(0.0, deadline - time.monotonic()))
-        alive = [thread.name for thread in threads if thread.is_alive()]
-        if alive:
-            log.warning("firehose threads still running after %ss: %s", timeout, alive)
-        return not alive
+        threads = [*self._readers.threads, *([self._delivery] if self._delivery else [])]
+        return not self._readers.still_running(threads, deadline)
 
     def __enter__(self) -> FirehoseEmulation:
         self.start()
@@ -306,50 +309,6 @@ class FirehoseEmulation:
 
     # --- shards ---------------------------------------------------------------------------------
 
-    def _list_shards(self) -> list[str]:
-        shard_ids: list[str] = []
-        kwargs: dict[str, Any] = {"StreamARN": self.settings.source_stream_arn}
-        while True:
-            page = self._kinesis.list_shards(**kwargs)
-            shard_ids.extend(shard["ShardId"] for shard in page["Shards"])
-            if not page.get("NextToken"):
-                return shard_ids
-            kwargs = {"NextToken": page["NextToken"]}
-
-    def _add_shard(self, shard_id: str, position: StartingPosition) -> None:
-        shard = ShardState(shard_id)
-        shard.iterator = self._get_iterator(shard_id, {"ShardIteratorType": position})
-        with self._lock:
-            self._shards[shard_id] = shard
-        self._spawn(lambda: self._poll_shard(shard), f"firehose-{shard_id}", poller=True)
-
-    def _get_iterator(self, shard_id: str, args: dict[str, Any]) -> str:
-        response = self._kinesis.get_shard_iterator(
-            StreamARN=self.settings.source_stream_arn, ShardId=shard_id, **args
-        )
-        iterator: str = response["ShardIterator"]
-        return iterator
-
-    def _discover_shards(self) -> None:
-        while not self._stop.wait(self._shard_refresh_s):
-            try:
-                with self._lock:
-                    known = set(self._shards)
-                for shard_id in self._list_shards():
-                    if shard_id not in known:
-                        log.info("new shard %s: reading it from TRIM_HORIZON", shard_id)
-                        self._add_shard(shard_id, "TRIM_HORIZON")
-            except Exception:
-                log.exception("listing the shards of %s failed; retrying later", self._source)
-
-    def _spawn(self, target: Callable[[], None], name: str, *, poller: bool) -> None:
-        thread = threading.Thread(target=target, name=name, daemon=True)
-        if poller:
-            self._pollers.append(thread)
-        else:
-            self._delivery = thread
-        thread.start()
-
     def _poll_shard(self, shard: ShardState) -> None:
         while not self._stop.is_set() and not shard.closed:
             if self._backpressure():
@@ -379,7 +338,7 @@ class FirehoseEmulation:
                 if (last := shard.last_fetched)
                 else {"ShardIteratorType": self._starting_position}
             )
-            shard.iterator = self._get_iterator(shard.shard_id, args)
+            shard.iterator = self._readers.iterator(shard.shard_id, args)
         polled_at = time.monotonic()
         response = self._kinesis.get_records(
             ShardIterator=shard.iterator,
@@ -597,7 +556,7 @@ class FirehoseEmulation:
 
     def _stop_expired(self) -> bool:
         """Stopping, and no poller can add records any more: time to deliver everything."""
-        return self._stop.is_set() and not any(t.is_alive() for t in self._pollers)
+        return self._stop.is_set() and not any(t.is_alive() for t in self._readers.threads)
 
     def _past_deadline(self) -> bool:
         return self._deadline is not None and time.monotonic() > self._deadline

@@ -1,0 +1,112 @@
+"""The shard bookkeeping the emulated Kinesis consumers share (event source mapping, Firehose).
+
+Each owns a ``ShardReaders``: it lists the stream's shards, opens one iterator and starts one
+reader thread per shard, keeps looking for shards added later (resharding: new shards are read
+from TRIM_HORIZON), and ends its threads within a deadline. What a reader does with its shard,
+and the per-shard state, stay with the consumer; the state only needs its ``iterator``.
+
+Threads are daemons, so one stuck in a handler cannot keep the interpreter alive.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Generic, Protocol, TypeVar
+
+log = logging.getLogger(__name__)
+
+
+class Shard(Protocol):
+    iterator: str | None
+
+
+S = TypeVar("S", bound=Shard)
+
+
+class ShardReaders(Generic[S]):
+    """One reader thread per shard of ``stream_arn``; ``shards`` is guarded by ``lock``."""
+
+    def __init__(
+        self,
+        *,
+        kinesis: Any,
+        stream_arn: str,
+        new_shard: Callable[[str], S],
+        read: Callable[[S], None],
+        name: str,
+        lock: threading.Lock,
+        stop: threading.Event,
+        refresh_s: float,
+    ) -> None:
+        self.kinesis = kinesis
+        self.stream_arn = stream_arn
+        self.shards: dict[str, S] = {}
+        self.threads: list[threading.Thread] = []
+        self._new_shard = new_shard
+        self._read = read
+        self._name = name
+        self._lock = lock
+        self._stop = stop
+        self._refresh_s = refresh_s
+
+    def start(self, iterator_args: dict[str, Any]) -> None:
+        """Open every current shard at ``iterator_args`` and start reading; returns once every
+        iterator is open, so records put afterwards are read (with LATEST too)."""
+        for shard_id in self.list_shards():
+            self._add(shard_id, iterator_args)
+        self.spawn(self._discover, f"{self._name}-discovery")
+
+    def spawn(self, target: Callable[[], None], name: str) -> threading.Thread:
+        thread = threading.Thread(target=target, name=name, daemon=True)
+        self.threads.append(thread)
+        thread.start()
+        return thread
+
+    def iterator(self, shard_id: str, args: dict[str, Any]) -> str:
+        response = self.kinesis.get_shard_iterator(
+            StreamARN=self.stream_arn, ShardId=shard_id, **args
+        )
+        iterator: str = response["ShardIterator"]
+        return iterator
+
+    def list_shards(self) -> list[str]:
+        shard_ids: list[str] = []
+        kwargs: dict[str, Any] = {"StreamARN": self.stream_arn}
+        while True:
+            page = self.kinesis.list_shards(**kwargs)
+            shard_ids.extend(shard["ShardId"] for shard in page["Shards"])
+            if not page.get("NextToken"):
+                return shard_ids
+            kwargs = {"NextToken": page["NextToken"]}
+
+    def still_running(self, threads: list[threading.Thread], deadline: float) -> list[str]:
+        """Join ``threads`` until ``deadline`` (a ``time.monotonic()`` value); the names of those
+        still alive then."""
+        for thread in threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        alive = [thread.name for thread in threads if thread.is_alive()]
+        if alive:
+            log.warning("%s threads still running at the deadline: %s", self._name, alive)
+        return alive
+
+    def _add(self, shard_id: str, iterator_args: dict[str, Any]) -> None:
+        shard = self._new_shard(shard_id)
+        shard.iterator = self.iterator(shard_id, iterator_args)
+        with self._lock:
+            self.shards[shard_id] = shard
+        self.spawn(lambda: self._read(shard), f"{self._name}-{shard_id}")
+
+    def _discover(self) -> None:
+        while not self._stop.wait(self._refresh_s):
+            try:
+                with self._lock:
+                    known = set(self.shards)
+                for shard_id in self.list_shards():
+                    if shard_id not in known:
+                        log.info("new shard %s: reading it from TRIM_HORIZON", shard_id)
+                        self._add(shard_id, {"ShardIteratorType": "TRIM_HORIZON"})
+            except Exception:
+                log.exception("listing the shards of %s failed; retrying later", self.stream_arn)
