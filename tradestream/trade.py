@@ -82,18 +82,14 @@ class Trade(RawTrade):
 _Fields = tuple[str, float, float, int, tuple[str, ...] | None]
 
 
-def trade_id(raw: RawTrade, occurrence: int = 0) -> str:
-    """Derive the deterministic id of a trade.
+def _id_of(fields: _Fields, occurrence: int) -> str:
+    """The deterministic id of a trade.
 
     ``occurrence`` tells apart trades that are identical in every field inside one frame (two fills
     of the same size at the same price in the same millisecond are two trades). The same frame
     replayed gives the same occurrences, hence the same ids; a duplicate re-sent in a later frame
     gets occurrence 0 again, hence collapses onto the first one downstream.
     """
-    return _id_of((raw.s, raw.p, raw.v, raw.t, raw.c), occurrence)
-
-
-def _id_of(fields: _Fields, occurrence: int) -> str:
     s, p, v, t, c = fields
     return _hashed(s, repr(p), repr(v), t, c, occurrence)
 

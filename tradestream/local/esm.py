@@ -125,7 +125,6 @@ class KinesisEventSourceMapping:
         self._retry_delay_s = poll_interval_s if retry_delay_s is None else retry_delay_s
         self._function_timeout_s = function_timeout_s
         self._memory_limit_in_mb = memory_limit_in_mb
-        self._shard_refresh_s = shard_refresh_s
         self._clock = clock
         self._source = EventSource(
             stream_arn=stream_arn,

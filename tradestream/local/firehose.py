@@ -151,7 +151,6 @@ class FirehoseEmulation:
         self._starting_position = starting_position
         self._poll_interval_s = poll_interval_s
         self._retry_delay_s = retry_delay_s
-        self._shard_refresh_s = shard_refresh_s
         self._max_buffered_bytes = max_buffered_bytes
         self._source = EventSource(self.delivery_stream_arn, settings.source_stream_arn, region)
         self._prefixes = settings.prefixes()

@@ -57,13 +57,12 @@ class ShardReaders(Generic[S]):
         iterator is open, so records put afterwards are read (with LATEST too)."""
         for shard_id in self.list_shards():
             self._add(shard_id, iterator_args)
-        self.spawn(self._discover, f"{self._name}-discovery")
+        self._spawn(self._discover, f"{self._name}-discovery")
 
-    def spawn(self, target: Callable[[], None], name: str) -> threading.Thread:
+    def _spawn(self, target: Callable[[], None], name: str) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
         self.threads.append(thread)
         thread.start()
-        return thread
 
     def iterator(self, shard_id: str, args: dict[str, Any]) -> str:
         response = self.kinesis.get_shard_iterator(
@@ -97,7 +96,7 @@ class ShardReaders(Generic[S]):
         shard.iterator = self.iterator(shard_id, iterator_args)
         with self._lock:
             self.shards[shard_id] = shard
-        self.spawn(lambda: self._read(shard), f"{self._name}-{shard_id}")
+        self._spawn(lambda: self._read(shard), f"{self._name}-{shard_id}")
 
     def _discover(self) -> None:
         while not self._stop.wait(self._refresh_s):
