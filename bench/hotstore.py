@@ -18,9 +18,9 @@ from lambdas.hotstore.handler import Hotstore, dynamodb_client, sqs_client
 from lambdas.hotstore.items import to_item
 from lambdas.hotstore.settings import HotstoreSettings
 from producer.sources import SyntheticSource
-from tradestream import aws, inspect
+from tradestream import aws, readback
+from tradestream.local.hot_path import deploy
 from tradestream.local.moto_server import ensure_credentials, start_moto
-from tradestream.local.stack import deploy
 from tradestream.trade import Trade, now_ms
 
 
@@ -109,7 +109,7 @@ def main() -> None:
         batched(settings, events[:1], len(events[0]["Records"]))  # warm-up
         slow = naive(naive_stack.table_name, events, len(trades))
         fast = batched(settings, events, len(trades))
-        items = inspect.count_items(ours_stack.table_name)
+        items = readback.count_items(ours_stack.table_name)
         report(
             f"Hotstore: naive vs batched ({args.batch}-record events, moto server on loopback)",
             [slow, fast],

@@ -19,8 +19,8 @@ from bench.common import CallCounter, report, stopwatch
 from producer.publisher import PUT_CLIENT_CONFIG, KinesisPublisher
 from producer.sources import SyntheticSource
 from tradestream import aws
+from tradestream.local.hot_path import deploy
 from tradestream.local.moto_server import ensure_credentials, start_moto
-from tradestream.local.stack import deploy
 from tradestream.trade import Trade
 
 

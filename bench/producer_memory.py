@@ -21,8 +21,8 @@ import time
 import psutil
 
 from bench.common import report
+from tests.support.faults import FaultProxy
 from tradestream import aws
-from tradestream.local.faults import FaultProxy
 from tradestream.local.moto_server import ensure_credentials, start_moto
 
 LIMIT_MB = 200

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tradestream import inspect
+from tradestream import readback
 from tradestream.local.runtime import EmbeddedStack, embedded_stack
 from tradestream.local.settings import LocalSettings
 
@@ -70,4 +70,4 @@ def test_trades_reach_dynamodb_through_localstack(stack: EmbeddedStack) -> None:
     stats = asyncio.run(run(settings))
     assert stack.mapping is not None
     assert stack.mapping.wait_caught_up(60)
-    assert inspect.count_items(stack.stack.table_name) == stats.distinct == 500
+    assert readback.count_items(stack.stack.table_name) == stats.distinct == 500

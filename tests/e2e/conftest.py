@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from tradestream.local.faults import FaultProxy
+from tests.support.faults import FaultProxy
 from tradestream.local.moto_server import MotoHandle
 from tradestream.local.runtime import EmbeddedStack, embedded_stack
 from tradestream.local.settings import LocalSettings

@@ -22,7 +22,7 @@ EVENTS = REPO / "tests" / "events"
 def tradestream(*args: str, **kwargs: object) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT_URL")}
     return subprocess.run(
-        [sys.executable, "-m", "tradestream.cli", *args],
+        [sys.executable, "-m", "tradestream.cli.main", *args],
         capture_output=True,
         text=True,
         env=env,
@@ -68,7 +68,7 @@ def test_up_prints_one_ready_line_then_serves_until_sigterm(tmp_path: Path) -> N
         [
             sys.executable,
             "-m",
-            "tradestream.cli",
+            "tradestream.cli.main",
             "up",
             "--source",
             "none",
@@ -118,7 +118,7 @@ def test_up_with_the_synthetic_source_fills_the_table_until_sigterm(tmp_path: Pa
     log = tmp_path / "stderr.log"
     with log.open("w") as stderr:
         process = subprocess.Popen(
-            [sys.executable, "-m", "tradestream.cli", "up", "--source", "synthetic"],
+            [sys.executable, "-m", "tradestream.cli.main", "up", "--source", "synthetic"],
             stdout=subprocess.PIPE,
             stderr=stderr,
             text=True,
@@ -157,7 +157,7 @@ def test_up_with_api_keys_serves_ingest_and_posted_trades_reach_dynamodb(tmp_pat
     log = tmp_path / "stderr.log"
     with log.open("w") as stderr:
         process = subprocess.Popen(
-            [sys.executable, "-m", "tradestream.cli", "up", "--source", "none"],
+            [sys.executable, "-m", "tradestream.cli.main", "up", "--source", "none"],
             stdout=subprocess.PIPE,
             stderr=stderr,
             text=True,
@@ -210,7 +210,7 @@ def test_local_runtime_needs_an_endpoint_and_runs_against_one(moto: MotoHandle) 
     assert "AWS_ENDPOINT_URL" in refused.stderr
     # WHEN it is pointed at a running endpoint (moto here, LocalStack in compose)
     process = subprocess.Popen(
-        [sys.executable, "-m", "tradestream.cli", "local", "runtime"],
+        [sys.executable, "-m", "tradestream.cli.main", "local", "runtime"],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
         text=True,
@@ -243,7 +243,7 @@ def test_localstack_deploy_creates_the_local_flavour_and_exits(
     # WHEN the compose one-shot deploy runs against an endpoint (moto standing in for LocalStack)
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_ENDPOINT_URL")}
     result = subprocess.run(
-        [sys.executable, "-m", "tradestream.cli", "deploy", "--target", "localstack"],
+        [sys.executable, "-m", "tradestream.cli.main", "deploy", "--target", "localstack"],
         capture_output=True,
         text=True,
         timeout=120,

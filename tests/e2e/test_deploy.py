@@ -72,7 +72,7 @@ def tradestream(
     args: list[str], env: dict[str, str], cwd: Path, timeout: float = 600
 ) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "tradestream.cli", *args],
+        [sys.executable, "-m", "tradestream.cli.main", *args],
         env=env,
         cwd=cwd,
         capture_output=True,

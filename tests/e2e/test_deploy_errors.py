@@ -43,7 +43,7 @@ def authorizing_moto_server() -> Iterator[AuthorizingMoto]:
 def run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
     base = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     return subprocess.run(
-        [sys.executable, "-m", "tradestream.cli", *args],
+        [sys.executable, "-m", "tradestream.cli.main", *args],
         env={**base, "AWS_REGION": "us-east-1", **env},
         cwd=cwd,
         capture_output=True,

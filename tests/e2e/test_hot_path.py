@@ -22,7 +22,7 @@ from producer.settings import ProducerSettings
 from tests.e2e.conftest import HotPath
 from tests.support.fake_finnhub import FakeFinnhub
 from tests.support.kinesis import expected_ids, read_stream
-from tradestream import aws, inspect
+from tradestream import aws, readback
 
 DRAIN_TIMEOUT = 60
 
@@ -33,11 +33,11 @@ def wait_drained(hot_path: HotPath, expected_items: int) -> None:
     mapping = hot_path.stack.mapping
     assert mapping is not None
     while time.monotonic() < deadline:
-        if mapping.caught_up() and inspect.count_items(hot_path.table) >= expected_items:
+        if mapping.caught_up() and readback.count_items(hot_path.table) >= expected_items:
             return
         time.sleep(0.2)
     pytest.fail(
-        f"not drained: {inspect.count_items(hot_path.table)} of {expected_items} items, "
+        f"not drained: {readback.count_items(hot_path.table)} of {expected_items} items, "
         f"mapping stats {mapping.stats}"
     )
 
@@ -77,8 +77,8 @@ def test_throttled_puts_and_unprocessed_writes_lose_nothing(hot_path: HotPath) -
     assert stats.distinct == 3000
     assert stats.failed == 0
     assert stats.published == stats.trades  # every record, duplicates included, reached Kinesis
-    assert inspect.count_items(hot_path.table) == 3000
-    assert inspect.queue_depth(hot_path.stack.stack.dlq_url) == 0
+    assert readback.count_items(hot_path.table) == 3000
+    assert readback.queue_depth(hot_path.stack.stack.dlq_url) == 0
     # AND the faults really happened, and the producer resent exactly the failed entries
     assert stats.retried == hot_path.proxy.injected["PutRecords:entries"] > 0
     assert hot_path.proxy.injected["BatchWriteItem:unprocessed"] > 0
@@ -98,7 +98,7 @@ def test_one_poison_record_goes_to_the_dlq_and_the_shard_keeps_moving(hot_path: 
     assert len(messages) == 1
     assert base64.b64decode(str(messages[0]["data"])) == poison
     # AND every valid trade, including those after the poison on the same shard, is in DynamoDB
-    assert inspect.count_items(hot_path.table) == first.distinct + second.distinct == 1000
+    assert readback.count_items(hot_path.table) == first.distinct + second.distinct == 1000
 
 
 async def test_finnhub_drop_mid_stream_loses_nothing_after_the_reconnect(
@@ -141,7 +141,7 @@ async def test_finnhub_drop_mid_stream_loses_nothing_after_the_reconnect(
     await asyncio.to_thread(wait_drained, hot_path, 100)
     # THEN the 100 trades, those after the reconnect included, are in DynamoDB
     assert stats.distinct == stats.published == 100
-    assert inspect.count_items(hot_path.table) == 100
+    assert readback.count_items(hot_path.table) == 100
     assert finnhub.connections == 2
 
 
@@ -182,7 +182,7 @@ def test_sigterm_with_a_full_buffer_publishes_everything_received(
     # AND every published record's trade reaches DynamoDB through the hot path
     ids = {json.loads(r["Data"])["id"] for r in read_stream(aws.client("kinesis"), hot_path.stream)}
     wait_drained(hot_path, len(ids))
-    assert inspect.count_items(hot_path.table) == len(ids)
+    assert readback.count_items(hot_path.table) == len(ids)
 
 
 @pytest.mark.slow

@@ -10,9 +10,9 @@ from __future__ import annotations
 import pytest
 
 from tradestream import aws
-from tradestream.deploy.stacks import Stacks
-from tradestream.local.stack import StackTemplate
-from tradestream.local.template import TEMPLATE_DIR
+from tradestream.cfn.stacks import Stacks
+from tradestream.cfn.template import TEMPLATE_DIR
+from tradestream.local.hot_path import StackTemplate
 
 
 @pytest.fixture

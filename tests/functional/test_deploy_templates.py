@@ -21,8 +21,8 @@ import pytest
 from ingest_api.settings import IngestSettings
 from producer.settings import ProducerSettings
 from tradestream import aws
-from tradestream.local.stack import StackTemplate, ensure_stack
-from tradestream.local.template import load_template
+from tradestream.cfn.template import load_template
+from tradestream.local.hot_path import StackTemplate, ensure_stack
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "infra" / "cloudformation"
 ACCOUNT = "123456789012"

@@ -18,7 +18,7 @@ import pytest
 
 from lambdas.enrich import handler as enrich
 from tests.support.fake_sagemaker import MODEL_VERSION, FakeSageMaker, prediction_for
-from tradestream.local.lambda_context import LambdaContext
+from tradestream.local.lambda_runtime import LambdaContext
 from tradestream.trade import RawTrade, Trade, stamp
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"

@@ -22,8 +22,8 @@ from typing import Any
 import pytest
 
 from tradestream import aws
-from tradestream.local.esm import KinesisEventSourceMapping
-from tradestream.local.stack import DeployedStack, deploy
+from tradestream.local.esm.mapping import KinesisEventSourceMapping
+from tradestream.local.hot_path import DeployedStack, deploy
 
 POLL_S = 0.02
 WAIT_S = 20.0

@@ -9,7 +9,7 @@ import pytest
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-from tradestream.local.faults import FaultProxy
+from tests.support.faults import FaultProxy
 from tradestream.local.moto_server import MotoHandle
 
 NO_RETRIES = Config(retries={"mode": "standard", "total_max_attempts": 1}, region_name="us-east-1")

@@ -24,16 +24,16 @@ import pytest
 from tests.support.fake_sagemaker import MODEL_VERSION, FakeSageMaker, prediction_for
 from tests.support.kinesis import create_stream
 from tradestream import aws
-from tradestream.local.firehose import FirehoseEmulation
-from tradestream.local.firehose_lake import count_lake, object_bodies
-from tradestream.local.firehose_template import (
+from tradestream.cfn.template import TEMPLATE_DIR, load_template, resolver_for
+from tradestream.local.firehose.delivery import FirehoseEmulation
+from tradestream.local.firehose.settings import (
     DeliveryStreamSettings,
     ProcessorSettings,
     delivery_stream_settings,
 )
-from tradestream.local.lambda_context import function_arn
+from tradestream.local.lambda_runtime import function_arn
 from tradestream.local.runtime import load_handler
-from tradestream.local.template import TEMPLATE_DIR, load_template, resolver_for
+from tradestream.readback import count_lake, object_bodies
 from tradestream.trade import RawTrade, Trade, stamp
 
 WAIT_S = 30.0

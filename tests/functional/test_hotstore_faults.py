@@ -12,6 +12,7 @@ import pytest
 
 from lambdas.hotstore import handler as hotstore_handler
 from lambdas.hotstore.handler import BatchResponse
+from tests.support.faults import FaultProxy
 from tests.support.hotstore import (
     Resources,
     context,
@@ -21,7 +22,6 @@ from tests.support.hotstore import (
     sample,
     trades_event,
 )
-from tradestream.local.faults import FaultProxy
 from tradestream.local.moto_server import MotoHandle
 from tradestream.trade import Trade
 

@@ -15,8 +15,8 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from ingest_api import IngestSettings, RunningServer, start_in_thread
+from tests.support.faults import FaultProxy
 from tradestream import aws
-from tradestream.local.faults import FaultProxy
 from tradestream.local.moto_server import MotoHandle
 from tradestream.trade import RawTrade, Trade, stamp
 

@@ -8,10 +8,10 @@ import pytest
 from botocore.exceptions import ClientError
 
 from tradestream import aws
-from tradestream.local.firehose_stack import DeployedLake, apply_bucket_settings, deploy_lake
-from tradestream.local.firehose_template import MIB
-from tradestream.local.stack import DeployedStack, deploy
-from tradestream.local.template import TEMPLATE_DIR, load_template, resolver_for
+from tradestream.cfn.template import TEMPLATE_DIR, load_template, resolver_for
+from tradestream.local.firehose.settings import MIB
+from tradestream.local.hot_path import DeployedStack, deploy
+from tradestream.local.lake import DeployedLake, apply_bucket_settings, deploy_lake
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import time
 import pytest
 
 from tradestream import aws
-from tradestream.local.stack import DeployedStack, deploy, stack_name
+from tradestream.local.hot_path import DeployedStack, deploy, stack_name
 
 
 @pytest.fixture

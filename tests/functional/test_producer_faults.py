@@ -10,8 +10,8 @@ import pytest
 
 from producer.app import run
 from producer.settings import ProducerSettings
+from tests.support.faults import FaultProxy
 from tests.support.kinesis import create_stream, expected_ids, read_stream
-from tradestream.local.faults import FaultProxy
 from tradestream.local.moto_server import MotoHandle
 
 

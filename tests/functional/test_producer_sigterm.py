@@ -16,8 +16,8 @@ import pytest
 
 from producer.settings import DEFAULT_SYMBOLS
 from producer.sources.synthetic import raw_frames
+from tests.support.faults import FaultProxy
 from tests.support.kinesis import create_stream, read_stream
-from tradestream.local.faults import FaultProxy
 from tradestream.local.moto_server import MotoHandle
 from tradestream.trade import stamp
 

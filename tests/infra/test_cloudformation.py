@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tradestream.local.template import TEMPLATE_DIR, load_template
+from tradestream.cfn.template import TEMPLATE_DIR, load_template
 
 TEMPLATES = sorted(TEMPLATE_DIR.glob("*.yaml"))
 BIN = Path(sys.executable).parent

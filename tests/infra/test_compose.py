@@ -22,12 +22,12 @@ import yaml
 
 from ingest_api.settings import IngestSettings
 from producer.settings import ProducerSettings
-from tradestream.cli import main
+from tradestream.cli.main import main
 from tradestream.deploy import localstack as localstack_target
 from tradestream.deploy.localstack import LOCALSTACK_SERVICES
-from tradestream.local.firehose_stack import deploy_lake
+from tradestream.local.hot_path import deploy as deploy_hot_path
+from tradestream.local.lake import deploy_lake
 from tradestream.local.settings import LocalSettings
-from tradestream.local.stack import deploy as deploy_hot_path
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "docker-compose.yml"

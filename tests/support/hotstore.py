@@ -15,7 +15,7 @@ from boto3.dynamodb.types import TypeDeserializer
 
 from lambdas.hotstore import handler as hotstore_handler
 from tradestream import aws
-from tradestream.local.lambda_context import LambdaContext, function_arn
+from tradestream.local.lambda_runtime import LambdaContext, function_arn
 from tradestream.trade import RawTrade, Trade, stamp
 
 EVENTS = Path(__file__).parents[1] / "events"

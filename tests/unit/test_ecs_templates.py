@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from producer.settings import ProducerSettings
-from tradestream.local.template import load_template
+from tradestream.cfn.template import load_template
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "infra" / "cloudformation" / "producer.yaml"
 

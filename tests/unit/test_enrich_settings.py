@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from lambdas.enrich.settings import SAGEMAKER_MAX_PAYLOAD_BYTES, EnrichSettings
-from tradestream.local.template import TEMPLATE_DIR, load_template
+from tradestream.cfn.template import TEMPLATE_DIR, load_template
 
 
 @pytest.fixture(autouse=True)

@@ -10,7 +10,8 @@ from dataclasses import replace
 
 import pytest
 
-from tradestream.local.esm_events import (
+from tradestream.cfn.template import MappingSettings
+from tradestream.local.esm.events import (
     MAX_PAYLOAD_BYTES,
     EventSource,
     StreamRecord,
@@ -20,8 +21,7 @@ from tradestream.local.esm_events import (
     iso_millis,
     records_within_payload,
 )
-from tradestream.local.esm_state import Batch, ShardState, settle, split_expired
-from tradestream.local.template import MappingSettings
+from tradestream.local.esm.state import Batch, ShardState, settle, split_expired
 
 SOURCE = EventSource(
     stream_arn="arn:aws:kinesis:us-east-1:123456789012:stream/trades",

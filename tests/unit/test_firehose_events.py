@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from tradestream.local.esm_events import MAX_PAYLOAD_BYTES
-from tradestream.local.firehose_events import (
+from tradestream.local.esm.events import MAX_PAYLOAD_BYTES
+from tradestream.local.firehose.events import (
     DUPLICATED_RECORD_ID,
     JSON_PROCESSING,
     MISSING_PARTITION_KEY,

@@ -8,7 +8,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from tradestream.local.firehose_prefix import (
+from tradestream.cfn.template import NotEmulatedError
+from tradestream.local.firehose.prefix import (
     Context,
     PrefixError,
     Prefixes,
@@ -17,7 +18,6 @@ from tradestream.local.firehose_prefix import (
     object_name,
     random_string,
 )
-from tradestream.local.template import NotEmulatedError
 
 TYPED = "e/!{firehose:error-output-type}/"
 MOMENT = datetime(2018, 8, 27, 10, 30, 5, 123456, tzinfo=UTC)

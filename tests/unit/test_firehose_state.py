@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from tradestream.local.firehose_events import SourceRecord, from_get_records
-from tradestream.local.firehose_state import DestinationBuffers, ObjectBuffer, ProcessorBuffer
+from tradestream.local.firehose.events import SourceRecord, from_get_records
+from tradestream.local.firehose.state import DestinationBuffers, ObjectBuffer, ProcessorBuffer
 
 MIB = 1024 * 1024
 

@@ -8,18 +8,18 @@ from typing import Any
 
 import pytest
 
-from tradestream.local.firehose_template import (
+from tradestream.cfn.template import (
+    TEMPLATE_DIR,
+    NotEmulatedError,
+    load_template,
+    resolver_for,
+)
+from tradestream.local.firehose.settings import (
     MIB,
     DeliveryStreamSettings,
     InvalidDeliveryStreamSettingsError,
     ProcessorSettings,
     delivery_stream_settings,
-)
-from tradestream.local.template import (
-    TEMPLATE_DIR,
-    NotEmulatedError,
-    load_template,
-    resolver_for,
 )
 
 STREAM_ARN = "arn:aws:kinesis:us-east-1:123456789012:stream/trades"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tradestream.local.template import (
+from tradestream.cfn.template import (
     HOTSTORE_TEMPLATE,
     FunctionSettings,
     InvalidMappingSettingsError,

@@ -21,17 +21,17 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from tradestream import aws
+from tradestream.cfn.stacks import Stacks
+from tradestream.cfn.template import TEMPLATE_DIR, load_template
 from tradestream.deploy.artifacts import delete_bucket, empty_bucket, upload
 from tradestream.deploy.errors import explained
 from tradestream.deploy.localstack import deploy_localstack, destroy_localstack
 from tradestream.deploy.network import network
 from tradestream.deploy.options import DeployOptions, Names
 from tradestream.deploy.plan import COMPONENTS, Component, Context
-from tradestream.deploy.stacks import Stacks
 from tradestream.deploy.targets import TARGETS, Target, endpoint
 from tradestream.deploy.zips import build_lambda_zips, lambda_functions
-from tradestream.local.stack import StackTemplate
-from tradestream.local.template import TEMPLATE_DIR, load_template
+from tradestream.local.hot_path import StackTemplate
 
 log = logging.getLogger(__name__)
 

@@ -22,12 +22,12 @@ keep one definition of "unchanged".
 from __future__ import annotations
 
 from tradestream import aws
+from tradestream.cfn.stacks import Stacks
 from tradestream.deploy.artifacts import delete_bucket
-from tradestream.deploy.stacks import Stacks
-from tradestream.local.firehose_stack import deploy_lake
+from tradestream.local.hot_path import deploy as deploy_hot_path
+from tradestream.local.hot_path import stack_name
+from tradestream.local.lake import deploy_lake
 from tradestream.local.settings import LocalSettings
-from tradestream.local.stack import deploy as deploy_hot_path
-from tradestream.local.stack import stack_name
 
 # What LocalStack must run for this target (compose's SERVICES; checked by tests/infra).
 LOCALSTACK_SERVICES = ("cloudformation", "dynamodb", "iam", "kinesis", "s3", "sqs", "sts")

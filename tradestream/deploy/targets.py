@@ -31,7 +31,7 @@ LOCALSTACK_URL = "http://localhost:4566"
 @dataclass(frozen=True)
 class Target:
     name: str
-    # moto's ExecuteChangeSet keeps the old parameters and outputs; see tradestream.deploy.stacks.
+    # moto's ExecuteChangeSet keeps the old parameters and outputs; see tradestream.cfn.stacks.
     change_sets: bool
     # moto cannot create lake.yaml's delivery stream (nor resolve its ARN output), so the moto
     # rehearsal deploys the lake in its local flavour: the bucket, without Firehose and enrich.

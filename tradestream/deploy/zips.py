@@ -24,8 +24,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tradestream.cfn.template import TEMPLATE_DIR, load_template
 from tradestream.deploy.closure import closure, distributions
-from tradestream.local.template import TEMPLATE_DIR, load_template
 
 REPO = Path(__file__).resolve().parents[2]
 LAMBDA_PLATFORM = "manylinux2014_x86_64"  # the templates leave Architectures at x86_64

@@ -17,14 +17,14 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-from tradestream.local.esm import KinesisEventSourceMapping
-from tradestream.local.firehose import FirehoseEmulation
-from tradestream.local.firehose_stack import DeployedLake, deploy_lake
-from tradestream.local.lambda_context import LambdaContext, function_arn
+from tradestream.cfn.template import FunctionSettings
+from tradestream.local.esm.mapping import KinesisEventSourceMapping
+from tradestream.local.firehose.delivery import FirehoseEmulation
+from tradestream.local.hot_path import DeployedStack, deploy
+from tradestream.local.lake import DeployedLake, deploy_lake
+from tradestream.local.lambda_runtime import LambdaContext, function_arn
 from tradestream.local.moto_server import MotoHandle, ensure_credentials, start_moto
 from tradestream.local.settings import LocalSettings
-from tradestream.local.stack import DeployedStack, deploy
-from tradestream.local.template import FunctionSettings
 
 Handler = Callable[[dict[str, Any], Any], Any]
 

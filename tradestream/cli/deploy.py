@@ -1,6 +1,6 @@
-"""The `tradestream deploy` and `tradestream destroy` commands, for ``tradestream.cli`` to add:
+"""The `tradestream deploy` and `tradestream destroy` commands, for ``tradestream.cli.main`` to add:
 
-    from tradestream.deploy.commands import deploy_command, destroy_command
+    from tradestream.cli.deploy import deploy_command, destroy_command
     main.add_command(deploy_command)
     main.add_command(destroy_command)
 

@@ -1,5 +1,5 @@
 """The `tradestream` command: run the embedded stack, the demo and Lambda handlers locally; deploy
-and destroy (``tradestream.deploy.commands``).
+and destroy (``tradestream.cli.deploy``).
 
 stdout carries results only (the ready line, the summary, a handler's response); logs and
 progress go to stderr, so `tradestream up | head -1` or `--json | tail -1` are scriptable.
@@ -17,7 +17,7 @@ from typing import Any
 
 import click
 
-from tradestream.deploy.commands import deploy_command, destroy_command
+from tradestream.cli.deploy import deploy_command, destroy_command
 from tradestream.trade import dumps
 
 
@@ -40,7 +40,7 @@ def main() -> None:
 @click.option("--json", "as_json", is_flag=True, help="End with one JSON object on stdout.")
 def demo(trades: int, rate: float, timeout: float, as_json: bool) -> None:
     """Run the embedded stack with the synthetic producer until TRADES trades have landed."""
-    from tradestream.demo import run_demo
+    from tradestream.cli.demo import run_demo
 
     # Per-batch log lines would drown the progress line; LOG_LEVEL=INFO brings them back.
     os.environ.setdefault("LOG_LEVEL", "WARNING")
@@ -70,8 +70,8 @@ def demo(trades: int, rate: float, timeout: float, as_json: bool) -> None:
 )
 def up(source: str, ready_file: Path | None) -> None:
     """Start the embedded stack and keep it running until interrupted (Ctrl-C / SIGTERM)."""
+    from tradestream.cli.up import run_source, start_ingest
     from tradestream.local.runtime import embedded_stack
-    from tradestream.up import run_source, start_ingest
 
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):

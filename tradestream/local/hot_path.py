@@ -37,7 +37,7 @@ from typing import Any
 from botocore.exceptions import BotoCoreError, ClientError
 
 from tradestream import aws
-from tradestream.local.template import (
+from tradestream.cfn.template import (
     HOTSTORE_TEMPLATE,
     STREAM_TEMPLATE,
     FunctionSettings,

@@ -2,7 +2,7 @@
 
 The template's ``AWS::KinesisFirehose::DeliveryStream`` is the single source of truth: the local
 flavour does not create it, so its properties are resolved here the way CloudFormation would
-resolve them for the deployed stack (``tradestream.local.template.Resolver``), with Firehose's
+resolve them for the deployed stack (``tradestream.cfn.template.Resolver``), with Firehose's
 defaults for what the template leaves out, and validated with Firehose's own rules.
 
 Honoured: ``DeliveryStreamName``, ``DeliveryStreamType`` (KinesisStreamAsSource only), the source
@@ -24,13 +24,13 @@ from datetime import UTC, tzinfo
 from typing import Any, Literal, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from tradestream.local.firehose_prefix import Prefixes
-from tradestream.local.template import (
+from tradestream.cfn.template import (
     NotEmulatedError,
     Resolver,
     TemplateError,
     find_resource,
 )
+from tradestream.local.firehose.prefix import Prefixes
 
 DELIVERY_STREAM = "AWS::KinesisFirehose::DeliveryStream"
 LAKE_TEMPLATE = "lake.yaml"

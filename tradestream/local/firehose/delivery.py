@@ -2,7 +2,7 @@
 with a Lambda handler invoked in this process, and writing to S3.
 
 Emulated, driven by ``DeliveryStreamSettings`` (read from the template by
-``tradestream.local.firehose_template``):
+``tradestream.local.firehose.settings``):
 
 - one poller thread per shard (GetShardIterator / GetRecords through boto3), starting at LATEST
   like Firehose (the tip when ``start()`` returns; TRIM_HORIZON on request), polling again at once
@@ -52,8 +52,8 @@ from types import TracebackType
 from typing import Any, Literal
 
 from tradestream import aws
-from tradestream.local.esm_events import MAX_PAYLOAD_BYTES
-from tradestream.local.firehose_events import (
+from tradestream.local.esm.events import MAX_PAYLOAD_BYTES
+from tradestream.local.firehose.events import (
     FUNCTION_ERROR,
     FUNCTION_TIMED_OUT,
     BatchFailure,
@@ -66,13 +66,14 @@ from tradestream.local.firehose_events import (
     interpret_response,
     response_too_large,
 )
-from tradestream.local.firehose_prefix import (
+from tradestream.local.firehose.prefix import (
     PROCESSING_FAILED,
     Context,
     PrefixTemplate,
     object_name,
 )
-from tradestream.local.firehose_state import (
+from tradestream.local.firehose.settings import DeliveryStreamSettings
+from tradestream.local.firehose.state import (
     DestinationBuffers,
     FirehoseStats,
     ObjectBuffer,
@@ -80,9 +81,8 @@ from tradestream.local.firehose_state import (
     ProcessorBuffer,
     ShardState,
 )
-from tradestream.local.firehose_template import DeliveryStreamSettings
-from tradestream.local.lambda_context import LambdaContext, function_arn
-from tradestream.local.shard_readers import ShardReaders
+from tradestream.local.kinesis_consumer import ShardReaders
+from tradestream.local.lambda_runtime import LambdaContext, function_arn
 
 Handler = Callable[[dict[str, Any], Any], Any]
 StartingPosition = Literal["LATEST", "TRIM_HORIZON"]

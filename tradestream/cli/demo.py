@@ -11,10 +11,10 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from tradestream import inspect
-from tradestream.local.firehose_lake import count_lake
+from tradestream import readback
 from tradestream.local.runtime import EmbeddedStack, embedded_stack
 from tradestream.local.settings import LocalSettings
+from tradestream.readback import count_lake
 
 
 @dataclass
@@ -64,7 +64,7 @@ def _wait_drained(stack: EmbeddedStack, expected: int, deadline: float) -> bool:
     and the Firehose buffers have been delivered to the lake (flushed, not left to their timers)."""
     while time.monotonic() < deadline:
         caught_up = stack.mapping is None or stack.mapping.caught_up()
-        if caught_up and inspect.count_items(stack.stack.table_name) >= expected:
+        if caught_up and readback.count_items(stack.stack.table_name) >= expected:
             break
         time.sleep(0.25)
     else:
@@ -123,12 +123,12 @@ def run_demo(trades: int, *, rate: float, timeout: float, seed: int = 7) -> Demo
         return DemoResult(
             produced=stats.distinct,
             published_records=stats.published,
-            hotstore_items=inspect.count_items(table),
-            dlq=inspect.queue_depth(stack.stack.dlq_url),
+            hotstore_items=readback.count_items(table),
+            dlq=readback.queue_depth(stack.stack.dlq_url),
             lake_records=lake.distinct_ids if lake else 0,
             predicted=lake.predicted if lake else 0,
             lake_errors=lake.errors if lake else 0,
-            latency_ms=inspect.percentiles(inspect.latencies_ms(table)),
+            latency_ms=readback.percentiles(readback.latencies_ms(table)),
             drained=drained,
             elapsed_s=round(elapsed, 2),
             trades_per_s=round(stats.distinct / elapsed, 1) if elapsed else 0.0,

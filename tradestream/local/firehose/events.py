@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
-from tradestream.local.esm_events import MAX_PAYLOAD_BYTES
+from tradestream.local.esm.events import MAX_PAYLOAD_BYTES
 
 RESULTS = ("Ok", "Dropped", "ProcessingFailed")
 

@@ -1,19 +1,68 @@
-"""Read back what the delivery stream wrote: lake lines, error envelopes, and counts that reconcile.
+"""Read back what the pipeline wrote: the hot store, the DLQ and the lake, for the demo summary,
+the CLI and the tests, so they all count the same way and their counts reconcile.
 
-Delivery is at-least-once (a re-sent trade, or a batch redelivered after a failure, can appear
-twice), so the counts that matter are per distinct trade id; the raw line count is kept too.
-Objects are decompressed when they are gzip, whatever their extension.
+Lake delivery is at-least-once (a re-sent trade, or a batch redelivered after a failure, can
+appear twice), so the lake counts that matter are per distinct trade id; the raw line count is kept
+too. Objects are decompressed when they are gzip, whatever their extension.
 """
 
 from __future__ import annotations
 
 import gzip
 import json
+import statistics
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from tradestream import aws
+
+
+def count_items(table: str, dynamodb: Any | None = None) -> int:
+    """Distinct items in the table (each item is one trade id, by the key design)."""
+    client = dynamodb or aws.client("dynamodb")
+    total = 0
+    for page in client.get_paginator("scan").paginate(TableName=table, Select="COUNT"):
+        total += int(page["Count"])
+    return total
+
+
+def latencies_ms(table: str, dynamodb: Any | None = None) -> list[int]:
+    """End-to-end latency per trade: edge receive time (rt) to the DynamoDB write (ingested_at)."""
+    client = dynamodb or aws.client("dynamodb")
+    values: list[int] = []
+    pages = client.get_paginator("scan").paginate(
+        TableName=table, ProjectionExpression="rt, ingested_at"
+    )
+    for page in pages:
+        for item in page["Items"]:
+            if "rt" in item and "ingested_at" in item:
+                values.append(int(item["ingested_at"]["N"]) - int(item["rt"]["N"]))
+    return values
+
+
+def percentiles(values: list[int]) -> dict[str, float | None]:
+    if not values:
+        return {"p50": None, "p99": None}
+    if len(values) == 1:
+        return {"p50": float(values[0]), "p99": float(values[0])}
+    cuts = statistics.quantiles(values, n=100, method="inclusive")
+    return {"p50": round(cuts[49], 1), "p99": round(cuts[98], 1)}
+
+
+def queue_depth(queue_url: str, sqs: Any | None = None) -> int:
+    """Messages in a queue, visible or in flight (moto and AWS both keep these counters)."""
+    client = sqs or aws.client("sqs")
+    attributes = client.get_queue_attributes(
+        QueueUrl=queue_url,
+        AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+    )["Attributes"]
+    return int(attributes["ApproximateNumberOfMessages"]) + int(
+        attributes["ApproximateNumberOfMessagesNotVisible"]
+    )
+
+
+# --- the lake ---------------------------------------------------------------------------------
 
 _GZIP_MAGIC = b"\x1f\x8b"
 

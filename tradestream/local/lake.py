@@ -4,7 +4,7 @@ reach (moto server, LocalStack, or AWS), and describe what the Firehose emulatio
 One stack, ``tradestream-lake-<bucket name>`` (lake.yaml, ``Flavour=local`` by default: the bucket
 only; the delivery stream is emulated in-process from the template's settings and the enrich
 function runs in-process too). Deploying is idempotent, as for the hot path's stacks (the same
-helpers in ``tradestream.local.stack`` create, update or reuse it).
+helpers in ``tradestream.local.hot_path`` create, update or reuse it).
 
 moto's CloudFormation creates the bucket with its encryption and tags only, and cannot create a
 bucket policy. After the stack is complete, ``deploy_lake`` reads the rest from the template and
@@ -29,13 +29,7 @@ from urllib.parse import urlsplit
 from botocore.exceptions import ClientError
 
 from tradestream import aws
-from tradestream.local.firehose_template import (
-    LAKE_TEMPLATE,
-    DeliveryStreamSettings,
-    delivery_stream_settings,
-)
-from tradestream.local.stack import StackTemplate, best_effort, ensure_stack, stack_name
-from tradestream.local.template import (
+from tradestream.cfn.template import (
     FunctionSettings,
     Resolver,
     TemplateError,
@@ -43,6 +37,12 @@ from tradestream.local.template import (
     function_settings,
     template_path,
 )
+from tradestream.local.firehose.settings import (
+    LAKE_TEMPLATE,
+    DeliveryStreamSettings,
+    delivery_stream_settings,
+)
+from tradestream.local.hot_path import StackTemplate, best_effort, ensure_stack, stack_name
 
 log = logging.getLogger(__name__)
 

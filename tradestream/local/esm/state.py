@@ -16,8 +16,8 @@ from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from tradestream.local.esm_events import Outcome, StreamRecord, records_within_payload
-from tradestream.local.template import MappingSettings
+from tradestream.cfn.template import MappingSettings
+from tradestream.local.esm.events import Outcome, StreamRecord, records_within_payload
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,7 @@
 """Emulation of a Lambda event source mapping on a Kinesis data stream, invoking a Python handler
 in this process.
 
-Emulated, driven by ``MappingSettings`` (read from the template by ``tradestream.local.template``):
+Emulated, driven by ``MappingSettings`` (read from the template by ``tradestream.cfn.template``):
 
 - one poller thread per shard (GetShardIterator / GetRecords through boto3), polling again at once
   while a shard has a backlog and every ``poll_interval_s`` when it is at its tip;
@@ -48,7 +48,8 @@ from types import TracebackType
 from typing import Any
 
 from tradestream import aws
-from tradestream.local.esm_events import (
+from tradestream.cfn.template import MappingSettings, NotEmulatedError
+from tradestream.local.esm.events import (
     EventSource,
     FailureCondition,
     Outcome,
@@ -58,7 +59,7 @@ from tradestream.local.esm_events import (
     interpret_response,
     on_failure_record,
 )
-from tradestream.local.esm_state import (
+from tradestream.local.esm.state import (
     Batch,
     MappingStats,
     Settlement,
@@ -66,9 +67,8 @@ from tradestream.local.esm_state import (
     settle,
     split_expired,
 )
-from tradestream.local.lambda_context import LambdaContext, function_arn
-from tradestream.local.shard_readers import ShardReaders
-from tradestream.local.template import MappingSettings, NotEmulatedError
+from tradestream.local.kinesis_consumer import ShardReaders
+from tradestream.local.lambda_runtime import LambdaContext, function_arn
 
 Handler = Callable[[dict[str, Any], Any], Any]
 

@@ -5,7 +5,7 @@ changes are logged (with replacements called out, since a replaced resource lose
 name), and only then executed. A change set CloudFormation finds empty is deleted and the stack
 reported unchanged. moto's ExecuteChangeSet neither records the new parameters nor recomputes
 outputs, so for the moto target ``change_sets=False`` goes through CreateStack / UpdateStack
-(``tradestream.local.stack.ensure_stack``, which the embedded stack uses too).
+(``tradestream.local.hot_path.ensure_stack``, which the embedded stack uses too).
 
 A stack left in ROLLBACK_COMPLETE (its first create failed) or REVIEW_IN_PROGRESS (a change set
 was never executed) holds no resources: it is deleted and created afresh. Any other failed state
@@ -23,9 +23,9 @@ from typing import Any, Literal
 
 from botocore.exceptions import ClientError
 
+from tradestream.cfn.template import effective_parameters
 from tradestream.deploy.errors import StackFailedError
-from tradestream.local.stack import StackDeployError, StackTemplate, ensure_stack
-from tradestream.local.template import effective_parameters
+from tradestream.local.hot_path import StackDeployError, StackTemplate, ensure_stack
 
 log = logging.getLogger(__name__)
 

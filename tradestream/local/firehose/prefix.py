@@ -30,7 +30,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from tradestream.local.template import NotEmulatedError, TemplateError
+from tradestream.cfn.template import NotEmulatedError, TemplateError
 
 DEFAULT_TIMESTAMP = "yyyy/MM/dd/HH/"
 ERROR_OUTPUT_TYPE = "error-output-type"

@@ -17,7 +17,7 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
-from tradestream.local.firehose_events import SourceRecord, records_within_payload
+from tradestream.local.firehose.events import SourceRecord, records_within_payload
 
 PartitionKey = tuple[tuple[str, str], ...]  # ((name, value), ...) in the prefix's order
 
