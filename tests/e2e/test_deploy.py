@@ -114,10 +114,13 @@ def deployment(moto: MotoHandle, tmp_path_factory: pytest.TempPathFactory) -> De
 
 
 def stacks_of(deployment: Deployment) -> dict[str, dict[str, Any]]:
-    """The deployment's live stacks by component (one DescribeStacks for all of them)."""
+    """The deployment's live stacks by component (one DescribeStacks listing for all of them;
+    paged, since the session's moto server holds other tests' stacks too)."""
+    pages = deployment.client("cloudformation").get_paginator("describe_stacks").paginate()
     live = {
         s["StackName"]: s
-        for s in deployment.client("cloudformation").describe_stacks()["Stacks"]
+        for page in pages
+        for s in page["Stacks"]
         if s["StackStatus"] != "DELETE_COMPLETE"
     }
     names = {c: f"{deployment.prefix}-{c}" for c in COMPONENTS}

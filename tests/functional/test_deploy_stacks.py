@@ -11,8 +11,7 @@ import pytest
 
 from tradestream import aws
 from tradestream.cfn.stacks import Stacks
-from tradestream.cfn.template import TEMPLATE_DIR
-from tradestream.local.hot_path import StackTemplate
+from tradestream.cfn.template import TEMPLATE_DIR, StackTemplate
 
 
 @pytest.fixture

@@ -21,8 +21,8 @@ import pytest
 from ingest_api.settings import IngestSettings
 from producer.settings import ProducerSettings
 from tradestream import aws
-from tradestream.cfn.template import load_template
-from tradestream.local.hot_path import StackTemplate, ensure_stack
+from tradestream.cfn.stacks import Stacks
+from tradestream.cfn.template import StackTemplate, load_template
 
 TEMPLATES = Path(__file__).resolve().parents[2] / "infra" / "cloudformation"
 ACCOUNT = "123456789012"
@@ -42,7 +42,10 @@ def deploy_template(aws_env: str, unique: str) -> Deploy:
     def deploy(template: str, parameters: dict[str, str]) -> dict[str, str]:
         name = f"{template.split('.')[0]}-{unique}-{next(count)}"
         stack = StackTemplate.load(TEMPLATES / template)
-        return {**ensure_stack(cloudformation, name, stack, parameters, 60).outputs, STACK: name}
+        deployed = Stacks(cloudformation, change_sets=False, timeout_s=60).deploy(
+            name, stack, parameters
+        )
+        return {**deployed.outputs, STACK: name}
 
     return deploy
 

@@ -1,11 +1,17 @@
-"""Create, update and delete one stack, and wait for it.
+"""The one CloudFormation engine: create, update, reuse and delete a stack, and wait for it.
 
-On AWS (and LocalStack) every create or update goes through a change set: it is created, its
-changes are logged (with replacements called out, since a replaced resource loses its data or
-name), and only then executed. A change set CloudFormation finds empty is deleted and the stack
-reported unchanged. moto's ExecuteChangeSet neither records the new parameters nor recomputes
-outputs, so for the moto target ``change_sets=False`` goes through CreateStack / UpdateStack
-(``tradestream.local.hot_path.ensure_stack``, which the embedded stack uses too).
+Every stack this project deploys goes through ``Stacks``: the embedded stack's (moto, LocalStack)
+and `tradestream deploy`'s (AWS, LocalStack, moto), so "unchanged", the waits, the failure report
+and the recovery from empty shells mean the same everywhere.
+
+Two ways to apply a change, chosen per endpoint:
+
+- ``change_sets=True`` (AWS, LocalStack): a change set is created, its changes are logged (with
+  replacements called out, since a replaced resource loses its data or name), and only then
+  executed. A change set CloudFormation finds empty is deleted and the stack reported unchanged.
+- ``change_sets=False`` (moto): CreateStack / UpdateStack. moto's ExecuteChangeSet neither records
+  the new parameters nor recomputes outputs. "Unchanged" is then decided here: the same template
+  body and the same effective parameters as deployed.
 
 A stack left in ROLLBACK_COMPLETE (its first create failed) or REVIEW_IN_PROGRESS (a change set
 was never executed) holds no resources: it is deleted and created afresh. Any other failed state
@@ -14,18 +20,19 @@ needs a person, and the error says so.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 
-from tradestream.cfn.template import effective_parameters
-from tradestream.deploy.errors import StackFailedError
-from tradestream.local.hot_path import StackDeployError, StackTemplate, ensure_stack
+from tradestream.cfn.errors import StackFailedError
+from tradestream.cfn.template import Resolver, StackTemplate, effective_parameters, resolver_for
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +42,10 @@ _COMPLETE = {"CREATE_COMPLETE", "UPDATE_COMPLETE", "IMPORT_COMPLETE"}
 _EMPTY_SHELLS = {"ROLLBACK_COMPLETE", "REVIEW_IN_PROGRESS"}
 _ROLLED_BACK = {"UPDATE_ROLLBACK_COMPLETE"}  # a failed update; the stack works as before it
 _NO_CHANGES = ("didn't contain changes", "No updates are to be performed")
+_FIRST_POLL_S = 0.1  # moto and LocalStack finish in well under a second; AWS takes minutes
 TAGS = ({"Key": "project", "Value": "tradestream"},)
+# The templates create IAM roles with generated names.
+_CAPABILITIES = ["CAPABILITY_IAM"]
 
 
 @dataclass(frozen=True)
@@ -43,6 +53,16 @@ class StackOutcome:
     name: str
     action: Action
     outputs: dict[str, str]
+    parameters: dict[str, str]  # every parameter as deployed, template defaults included
+
+
+def stack_name(kind: str, resource_name: str) -> str:
+    """A valid stack name (``[A-Za-z][-A-Za-z0-9]{0,127}``) derived from a resource name."""
+    name = f"tradestream-{kind}-" + re.sub(r"[^A-Za-z0-9-]", "-", resource_name)
+    if len(name) > 128:
+        digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+        name = f"{name[:119]}-{digest}"
+    return name
 
 
 class Stacks:
@@ -88,8 +108,6 @@ class Stacks:
     ) -> StackOutcome:
         """Create or update ``name`` to ``template`` with ``parameters``; wait until it is done."""
         wanted = effective_parameters(template.parsed, parameters)
-        if not self._change_sets:
-            return self._deploy_directly(name, template, wanted)
         stack = self._settled(name)
         if stack is not None and stack["StackStatus"] in _EMPTY_SHELLS:
             log.warning(
@@ -103,15 +121,27 @@ class Stacks:
                 "fix it in the CloudFormation console (continue the rollback, or delete the "
                 "stack), then deploy again"
             )
+        if self._change_sets:
+            return self._deploy_with_change_set(name, stack, template, wanted)
+        return self._deploy_directly(name, stack, template, wanted)
+
+    def _deploy_with_change_set(
+        self,
+        name: str,
+        stack: dict[str, Any] | None,
+        template: StackTemplate,
+        wanted: dict[str, str],
+    ) -> StackOutcome:
         kind = "CREATE" if stack is None else "UPDATE"
         change_set = self._create_change_set(name, kind, template, wanted)
         if change_set is None:
             assert stack is not None  # a CREATE change set always has changes
             log.info("stack %s: no changes", name)
-            return StackOutcome(name, "unchanged", _outputs(stack))
+            return StackOutcome(name, "unchanged", _outputs(stack), wanted)
         self._cfn.execute_change_set(ChangeSetName=change_set, StackName=name)
         done = self._wait(name)
-        return StackOutcome(name, "created" if kind == "CREATE" else "updated", _outputs(done))
+        action: Action = "created" if kind == "CREATE" else "updated"
+        return StackOutcome(name, action, _outputs(done), wanted)
 
     def _create_change_set(
         self, name: str, kind: str, template: StackTemplate, parameters: Mapping[str, str]
@@ -123,9 +153,8 @@ class Stacks:
             ChangeSetName=f"tradestream-{stamp}",
             ChangeSetType=kind,
             TemplateBody=template.body,
-            Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()],
-            # The templates create IAM roles with generated names.
-            Capabilities=["CAPABILITY_IAM"],
+            Parameters=_parameter_list(parameters),
+            Capabilities=_CAPABILITIES,
             Tags=list(TAGS),
             Description="tradestream deploy",
         )
@@ -144,31 +173,52 @@ class Stacks:
 
     def _wait_change_set(self, change_set_id: str, name: str) -> dict[str, Any]:
         deadline = time.monotonic() + self._timeout_s
-        while True:
+        for delay in self._polls():
             described: dict[str, Any] = self._cfn.describe_change_set(
                 ChangeSetName=change_set_id, StackName=name
             )
             if described["Status"] in ("CREATE_COMPLETE", "FAILED"):
                 return described
             self._check_deadline(deadline, f"change set of {name}", described["Status"])
-            self._sleep(min(self._poll_s, 2))
+            self._sleep(delay)
+        raise AssertionError("unreachable: _polls() never ends")
 
     def _deploy_directly(
-        self, name: str, template: StackTemplate, parameters: dict[str, str]
+        self,
+        name: str,
+        stack: dict[str, Any] | None,
+        template: StackTemplate,
+        wanted: dict[str, str],
     ) -> StackOutcome:
-        before = self.describe(name)
+        request: dict[str, Any] = {
+            "StackName": name,
+            "TemplateBody": template.body,
+            "Parameters": _parameter_list(wanted),
+            "Capabilities": _CAPABILITIES,
+        }
+        if stack is None:
+            log.info("creating stack %s", name)
+            self._cfn.create_stack(**request, Tags=list(TAGS))
+            return StackOutcome(name, "created", _outputs(self._wait(name)), wanted)
+        if self._unchanged(stack, template.body, wanted):
+            return StackOutcome(name, "unchanged", _outputs(stack), wanted)
+        log.info("updating stack %s", name)
         try:
-            stack = ensure_stack(self._cfn, name, template, parameters, self._timeout_s)
-        except StackDeployError as exc:
-            raise StackFailedError(str(exc)) from exc
-        after = self.describe(name) or {}
-        if before is None or before["StackStatus"] == "ROLLBACK_COMPLETE":
-            action: Action = "created"
-        elif _marker(before) == _marker(after):
-            action = "unchanged"
-        else:
-            action = "updated"
-        return StackOutcome(name, action, stack.outputs)
+            self._cfn.update_stack(**request)
+        except ClientError as exc:
+            if "No updates are to be performed" in str(exc):
+                return StackOutcome(name, "unchanged", _outputs(stack), wanted)
+            raise _update_refused(name, exc) from exc
+        except BotoCoreError as exc:  # e.g. moto's HTML 500 page, which botocore cannot parse
+            raise _update_refused(name, exc) from exc
+        return StackOutcome(name, "updated", _outputs(self._wait(name)), wanted)
+
+    def _unchanged(self, stack: Mapping[str, Any], body: str, wanted: Mapping[str, str]) -> bool:
+        deployed = {p["ParameterKey"]: p["ParameterValue"] for p in stack.get("Parameters", [])}
+        if deployed != dict(wanted):
+            return False
+        current = self._cfn.get_template(StackName=stack["StackName"])["TemplateBody"]
+        return isinstance(current, str) and current == body
 
     # --- deleting --------------------------------------------------------------------------------
 
@@ -184,6 +234,13 @@ class Stacks:
 
     # --- waiting ---------------------------------------------------------------------------------
 
+    def _polls(self) -> Iterator[float]:
+        """Sleeps between two looks: short at first, doubling up to ``poll_s``."""
+        delay = min(_FIRST_POLL_S, self._poll_s)
+        while True:
+            yield delay
+            delay = min(delay * 2, self._poll_s)
+
     def _settled(self, name: str) -> dict[str, Any] | None:
         """The stack once no operation is running on it (REVIEW_IN_PROGRESS counts as settled:
         nothing will ever move it on)."""
@@ -197,7 +254,7 @@ class Stacks:
         self, name: str, *, deleting: bool = False, accept_any: bool = False
     ) -> dict[str, Any]:
         deadline = time.monotonic() + self._timeout_s
-        while True:
+        for delay in self._polls():
             stack = self._describe_for_wait(name, deleting)
             if stack is None:
                 return {}
@@ -209,14 +266,17 @@ class Stacks:
                     f"stack {stack['StackName']} ended {status}: {self._first_failure(name)}"
                 )
             self._check_deadline(deadline, f"stack {stack['StackName']}", status)
-            self._sleep(self._poll_s)
+            self._sleep(delay)
+        raise AssertionError("unreachable: _polls() never ends")
 
     def _describe_for_wait(self, name: str, deleting: bool) -> dict[str, Any] | None:
         try:
             stacks = self._cfn.describe_stacks(StackName=name)["Stacks"]
         except ClientError as exc:
-            if deleting and "does not exist" in str(exc):
-                return None
+            if "does not exist" in str(exc):
+                if deleting:
+                    return None
+                raise StackFailedError(f"stack {name} disappeared while deploying") from exc
             raise
         stack: dict[str, Any] = stacks[0]
         if deleting and stack["StackStatus"] == "DELETE_COMPLETE":
@@ -250,12 +310,22 @@ class Stacks:
         )
 
 
+def _update_refused(name: str, exc: Exception) -> StackFailedError:
+    # moto 5.x updates resources whose Condition is false when a parameter they use changes, and
+    # fails doing so: the local flavour's function and mapping use the mapping parameters.
+    return StackFailedError(
+        f"the endpoint could not update stack {name} ({exc}). moto cannot update a stack whose "
+        "changed parameters feed resources it did not create (Condition false); delete the stack "
+        "or deploy under other stream/table names"
+    )
+
+
+def _parameter_list(parameters: Mapping[str, str]) -> list[dict[str, str]]:
+    return [{"ParameterKey": k, "ParameterValue": v} for k, v in parameters.items()]
+
+
 def _running(status: str) -> bool:
     return status.endswith("_IN_PROGRESS") and status != "REVIEW_IN_PROGRESS"
-
-
-def _marker(stack: Mapping[str, Any]) -> tuple[str, str]:
-    return str(stack.get("StackStatus")), str(stack.get("LastUpdatedTime", ""))
 
 
 def _outputs(stack: Mapping[str, Any]) -> dict[str, str]:
@@ -277,3 +347,17 @@ def _log_changes(name: str, changes: list[Mapping[str, Any]]) -> None:
             resource.get("ResourceType"),
             note,
         )
+
+
+def resolver(
+    outcome: StackOutcome, template: StackTemplate, region: str, account_id: str
+) -> Resolver:
+    """Resolve the deployed template's properties as CloudFormation did for this stack."""
+    return resolver_for(
+        template.parsed,
+        parameters=outcome.parameters,
+        outputs=outcome.outputs,
+        region=region,
+        account_id=account_id,
+        stack_name=outcome.name,
+    )

@@ -89,6 +89,19 @@ def load_template(path: str | Path) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
+class StackTemplate:
+    """A template as deployed: the file's text is sent as is, so the stack holds the file,
+    comments included; the parsed form is what the resolver and the settings readers read."""
+
+    body: str
+    parsed: dict[str, Any]
+
+    @classmethod
+    def load(cls, path: Path) -> StackTemplate:
+        return cls(body=path.read_text(encoding="utf-8"), parsed=load_template(path))
+
+
+@dataclass(frozen=True)
 class MappingSettings:
     """The Kinesis event source mapping settings, with Lambda's defaults for absent properties."""
 

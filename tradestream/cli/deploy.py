@@ -4,8 +4,8 @@
     main.add_command(deploy_command)
     main.add_command(destroy_command)
 
-stdout carries only the result (one JSON object); progress goes to stderr. A DeployError ends the
-command with its message and exit status 1, not a traceback.
+stdout carries only the result (one JSON object); progress goes to stderr. A DeployError or
+StackFailedError ends the command with its message and exit status 1, not a traceback.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from pathlib import Path
 
 import click
 
+from tradestream.cfn.errors import StackFailedError
 from tradestream.deploy.errors import DeployError
 from tradestream.deploy.options import INFERENCE_MODES, STREAM_MODES
 from tradestream.deploy.targets import TARGET_NAMES
@@ -45,7 +46,7 @@ def _reported() -> Iterator[None]:
         logger.setLevel(logging.INFO)
     try:
         yield
-    except DeployError as exc:
+    except (DeployError, StackFailedError) as exc:
         raise click.ClickException(str(exc)) from exc
 
 

@@ -22,7 +22,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from tradestream import aws
 from tradestream.cfn.stacks import Stacks
-from tradestream.cfn.template import TEMPLATE_DIR, load_template
+from tradestream.cfn.template import TEMPLATE_DIR, StackTemplate, load_template
 from tradestream.deploy.artifacts import delete_bucket, empty_bucket, upload
 from tradestream.deploy.errors import explained
 from tradestream.deploy.localstack import deploy_localstack, destroy_localstack
@@ -31,7 +31,6 @@ from tradestream.deploy.options import DeployOptions, Names
 from tradestream.deploy.plan import COMPONENTS, Component, Context
 from tradestream.deploy.targets import TARGETS, Target, endpoint
 from tradestream.deploy.zips import build_lambda_zips, lambda_functions
-from tradestream.local.hot_path import StackTemplate
 
 log = logging.getLogger(__name__)
 

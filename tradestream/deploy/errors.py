@@ -21,6 +21,8 @@ from botocore.exceptions import (
     TokenRetrievalError,
 )
 
+from tradestream.cfn.errors import StackFailedError
+
 PERMISSIONS_DOC = "docs/deploy.md#permissions"
 
 # Codes AWS answers when the credentials themselves are wrong, expired or unknown.
@@ -70,12 +72,6 @@ class TargetError(DeployError):
     """The target or its options cannot work as given."""
 
     code = "InvalidTarget"
-
-
-class StackFailedError(DeployError):
-    """A stack or change set did not reach a good state; the message has CloudFormation's reason."""
-
-    code = "StackFailed"
 
 
 def denied_by_stack(reason: str) -> bool:

@@ -22,10 +22,9 @@ keep one definition of "unchanged".
 from __future__ import annotations
 
 from tradestream import aws
-from tradestream.cfn.stacks import Stacks
+from tradestream.cfn.stacks import Stacks, stack_name
 from tradestream.deploy.artifacts import delete_bucket
 from tradestream.local.hot_path import deploy as deploy_hot_path
-from tradestream.local.hot_path import stack_name
 from tradestream.local.lake import deploy_lake
 from tradestream.local.settings import LocalSettings
 

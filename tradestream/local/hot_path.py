@@ -9,68 +9,33 @@ source mapping are emulated in-process from the template's settings).
 Deploying is idempotent: an existing stack with the same template and parameters is reused as is;
 one that differs is updated; one left in ROLLBACK_COMPLETE by a failed create is replaced.
 
-moto's CloudFormation drops some properties that its service APIs do support. After the stacks
-are complete, ``deploy`` reads those properties from the template and applies them through the
-service APIs when the endpoint reports them off (a no-op on AWS, where CloudFormation applied
-them):
-
-- DynamoDB ``TimeToLiveSpecification`` (UpdateTimeToLive) and
-  ``PointInTimeRecoverySpecification`` (UpdateContinuousBackups), both supported by moto;
-- Kinesis ``StreamEncryption`` (StartStreamEncryption), supported by moto.
-
-Left as moto has them: the table's ``SSESpecification`` (moto reads a different key and
-describes no SSE; its API has no call to enable it afterwards) and the stream's mode (moto
-creates PROVISIONED streams only, so the default StreamMode is PROVISIONED).
+Properties the endpoint's CloudFormation dropped are applied afterwards
+(``tradestream.cfn.fixups``).
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import re
-import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-from botocore.exceptions import BotoCoreError, ClientError
 
 from tradestream import aws
+from tradestream.cfn.fixups import apply_stream_settings, apply_table_settings, best_effort
+from tradestream.cfn.stacks import Stacks, resolver, stack_name
 from tradestream.cfn.template import (
     HOTSTORE_TEMPLATE,
     STREAM_TEMPLATE,
     FunctionSettings,
     MappingSettings,
-    Resolver,
-    effective_parameters,
-    find_resource,
+    StackTemplate,
     function_settings,
-    load_template,
     mapping_settings,
-    resolver_for,
     template_path,
 )
 
 log = logging.getLogger(__name__)
-
-_DONE = {"CREATE_COMPLETE", "UPDATE_COMPLETE", "UPDATE_ROLLBACK_COMPLETE", "IMPORT_COMPLETE"}
-_FAILED = {
-    "CREATE_FAILED",
-    "ROLLBACK_COMPLETE",
-    "ROLLBACK_FAILED",
-    "DELETE_FAILED",
-    "UPDATE_ROLLBACK_FAILED",
-    "UPDATE_FAILED",
-    "IMPORT_ROLLBACK_COMPLETE",
-    "IMPORT_ROLLBACK_FAILED",
-}
-
-
-class StackDeployError(RuntimeError):
-    """A stack that did not reach CREATE_COMPLETE / UPDATE_COMPLETE."""
-
-    code = "StackDeployFailed"
 
 
 @dataclass(frozen=True)
@@ -87,15 +52,6 @@ class DeployedStack:
     stream_stack_name: str
     hotstore_stack_name: str
     function_name: str | None = None  # only with Flavour=aws
-
-
-def stack_name(kind: str, resource_name: str) -> str:
-    """A valid stack name (``[A-Za-z][-A-Za-z0-9]{0,127}``) derived from a resource name."""
-    name = f"tradestream-{kind}-" + re.sub(r"[^A-Za-z0-9-]", "-", resource_name)
-    if len(name) > 128:
-        digest = hashlib.sha256(name.encode()).hexdigest()[:8]
-        name = f"{name[:119]}-{digest}"
-    return name
 
 
 def deploy(
@@ -125,13 +81,9 @@ def deploy(
         "StreamName": stream_name,
         "ShardCount": str(shard_count),
     }
-    stream = ensure_stack(
-        clients.cloudformation,
-        stack_name("stream", stream_name),
-        StackTemplate.load(template_path(STREAM_TEMPLATE, template_dir)),
-        stream_params,
-        timeout_s,
-    )
+    stacks = Stacks(clients.cloudformation, change_sets=False, timeout_s=timeout_s)
+    stream_template = StackTemplate.load(template_path(STREAM_TEMPLATE, template_dir))
+    stream = stacks.deploy(stack_name("stream", stream_name), stream_template, stream_params)
     stream_arn = stream.outputs["StreamArn"]
     account_id = stream_arn.split(":")[4]
 
@@ -142,28 +94,23 @@ def deploy(
         "TableName": table_name,
         "DeadLetterQueueName": dlq_name or _queue_name(f"{table_name}-dlq"),
     }
-    hotstore = ensure_stack(
-        clients.cloudformation,
-        stack_name("hotstore", table_name),
-        StackTemplate.load(template_path(HOTSTORE_TEMPLATE, template_dir)),
-        hotstore_params,
-        timeout_s,
-    )
+    hotstore_template = StackTemplate.load(template_path(HOTSTORE_TEMPLATE, template_dir))
+    hotstore = stacks.deploy(stack_name("hotstore", table_name), hotstore_template, hotstore_params)
     outputs = hotstore.outputs
-    resolver = hotstore.resolver(region, account_id)
+    hotstore_resolver = resolver(hotstore, hotstore_template, region, account_id)
     best_effort(
         "table TTL / point-in-time recovery",
-        lambda: _apply_table_settings(
-            clients.dynamodb, outputs["TableName"], hotstore.template.parsed, resolver
+        lambda: apply_table_settings(
+            clients.dynamodb, outputs["TableName"], hotstore_template.parsed, hotstore_resolver
         ),
     )
     best_effort(
         "stream encryption",
-        lambda: _apply_stream_settings(
+        lambda: apply_stream_settings(
             clients.kinesis,
             stream_arn,
-            stream.template.parsed,
-            stream.resolver(region, account_id),
+            stream_template.parsed,
+            resolver(stream, stream_template, region, account_id),
         ),
     )
 
@@ -175,8 +122,8 @@ def deploy(
         table_name=outputs["TableName"],
         dlq_url=outputs["DeadLetterQueueUrl"],
         dlq_arn=outputs["DeadLetterQueueArn"],
-        mapping=mapping_settings(hotstore.template.parsed, resolver),
-        function=function_settings(hotstore.template.parsed, resolver),
+        mapping=mapping_settings(hotstore_template.parsed, hotstore_resolver),
+        function=function_settings(hotstore_template.parsed, hotstore_resolver),
         stream_stack_name=stream.name,
         hotstore_stack_name=hotstore.name,
         function_name=outputs.get("FunctionName"),
@@ -193,238 +140,3 @@ class _Clients:
         self.cloudformation = aws.client("cloudformation", **extra)
         self.dynamodb = aws.client("dynamodb", **extra)
         self.kinesis = aws.client("kinesis", **extra)
-
-
-# --- one stack ------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class StackTemplate:
-    body: str  # sent as is, so the stack holds the file, comments included
-    parsed: dict[str, Any]
-
-    @classmethod
-    def load(cls, path: Path) -> StackTemplate:
-        return cls(body=path.read_text(encoding="utf-8"), parsed=load_template(path))
-
-
-@dataclass(frozen=True)
-class _Stack:
-    name: str
-    template: StackTemplate
-    parameters: dict[str, str]  # every parameter, defaults included, as deployed
-    outputs: dict[str, str]
-
-    def resolver(self, region: str, account_id: str) -> Resolver:
-        return resolver_for(
-            self.template.parsed,
-            parameters=self.parameters,
-            outputs=self.outputs,
-            region=region,
-            account_id=account_id,
-            stack_name=self.name,
-        )
-
-
-def ensure_stack(
-    cloudformation: Any,
-    name: str,
-    template: StackTemplate,
-    parameters: Mapping[str, str],
-    timeout_s: float,
-) -> _Stack:
-    """Create, update or reuse a stack; return it once it is complete."""
-    wanted = effective_parameters(template.parsed, parameters)
-    request: dict[str, Any] = {
-        "StackName": name,
-        "TemplateBody": template.body,
-        "Parameters": [{"ParameterKey": k, "ParameterValue": v} for k, v in wanted.items()],
-        # The aws flavour creates an IAM role (with a generated name).
-        "Capabilities": ["CAPABILITY_IAM"],
-    }
-    stack = _describe(cloudformation, name)
-    if stack is not None and stack["StackStatus"].endswith("_IN_PROGRESS"):
-        stack = _wait(cloudformation, name, timeout_s, accept_failed=True)
-    if stack is not None and stack["StackStatus"] == "ROLLBACK_COMPLETE":
-        log.warning("stack %s failed to create before; deleting it to create it again", name)
-        cloudformation.delete_stack(StackName=name)
-        _wait_deleted(cloudformation, name, timeout_s)
-        stack = None
-
-    if stack is None:
-        log.info("creating stack %s", name)
-        cloudformation.create_stack(**request, Tags=[{"Key": "project", "Value": "tradestream"}])
-    elif stack["StackStatus"] not in _DONE:
-        raise StackDeployError(
-            f"stack {name} is {stack['StackStatus']} ({stack.get('StackStatusReason', '')}); "
-            "fix or delete it in the CloudFormation console/API, then deploy again"
-        )
-    elif _unchanged(cloudformation, stack, template.body, wanted):
-        return _Stack(name, template, wanted, _outputs(stack))
-    else:
-        log.info("updating stack %s", name)
-        try:
-            cloudformation.update_stack(**request)
-        except ClientError as exc:
-            if "No updates are to be performed" in str(exc):
-                return _Stack(name, template, wanted, _outputs(stack))
-            raise _update_refused(name, exc) from exc
-        except BotoCoreError as exc:  # e.g. moto's HTML 500 page, which botocore cannot parse
-            raise _update_refused(name, exc) from exc
-    return _Stack(name, template, wanted, _outputs(_wait(cloudformation, name, timeout_s)))
-
-
-def _update_refused(name: str, exc: Exception) -> StackDeployError:
-    # moto 5.x updates resources whose Condition is false when a parameter they use changes, and
-    # fails doing so: the local flavour's function and mapping use the mapping parameters.
-    return StackDeployError(
-        f"the endpoint could not update stack {name} ({exc}). moto cannot update a stack whose "
-        "changed parameters feed resources it did not create (Condition false); delete the stack "
-        "or deploy under other stream/table names"
-    )
-
-
-def _describe(cloudformation: Any, name: str) -> dict[str, Any] | None:
-    try:
-        stacks = cloudformation.describe_stacks(StackName=name)["Stacks"]
-    except ClientError as exc:
-        if "does not exist" in str(exc):
-            return None
-        raise
-    return stacks[0] if stacks else None
-
-
-def _unchanged(
-    cloudformation: Any, stack: Mapping[str, Any], body: str, wanted: Mapping[str, str]
-) -> bool:
-    deployed = {p["ParameterKey"]: p["ParameterValue"] for p in stack.get("Parameters", [])}
-    if deployed != dict(wanted):
-        return False
-    current = cloudformation.get_template(StackName=stack["StackName"])["TemplateBody"]
-    return isinstance(current, str) and current == body
-
-
-def _wait(
-    cloudformation: Any, name: str, timeout_s: float, *, accept_failed: bool = False
-) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    delay = 0.1
-    while True:
-        stack = _describe(cloudformation, name)
-        if stack is None:
-            raise StackDeployError(f"stack {name} disappeared while deploying")
-        status = stack["StackStatus"]
-        if status in _DONE or (accept_failed and not status.endswith("_IN_PROGRESS")):
-            return stack
-        if status in _FAILED:
-            raise StackDeployError(
-                f"stack {name} ended {status}: {_first_failure(cloudformation, name)}"
-            )
-        if time.monotonic() > deadline:
-            raise StackDeployError(f"stack {name} still {status} after {timeout_s}s")
-        time.sleep(delay)
-        delay = min(delay * 2, 5.0)
-
-
-def _wait_deleted(cloudformation: Any, name: str, timeout_s: float) -> None:
-    deadline = time.monotonic() + timeout_s
-    while (stack := _describe(cloudformation, name)) is not None:
-        if stack["StackStatus"] == "DELETE_COMPLETE":
-            return
-        if stack["StackStatus"] == "DELETE_FAILED" or time.monotonic() > deadline:
-            raise StackDeployError(f"could not delete stack {name}: {stack['StackStatus']}")
-        time.sleep(1)
-
-
-def _first_failure(cloudformation: Any, name: str) -> str:
-    try:
-        events = cloudformation.describe_stack_events(StackName=name)["StackEvents"]
-    except ClientError:
-        return "no events"
-    failures = [e for e in events if str(e.get("ResourceStatus", "")).endswith("_FAILED")]
-    if not failures:
-        return "no failed resource reported"
-    first = failures[-1]  # events are newest first
-    return f"{first.get('LogicalResourceId')}: {first.get('ResourceStatusReason', '')}"
-
-
-def _outputs(stack: Mapping[str, Any]) -> dict[str, str]:
-    return {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs", [])}
-
-
-# --- properties the endpoint's CloudFormation may have dropped ------------------------------------
-
-
-def _properties(
-    template: Mapping[str, Any], resource_type: str, resolver: Resolver
-) -> dict[str, Any]:
-    _, resource = find_resource(template, resource_type)
-    resolved = resolver.resolve(resource.get("Properties", {}))
-    return resolved if isinstance(resolved, dict) else {}
-
-
-def _apply_table_settings(
-    dynamodb: Any, table_name: str, template: Mapping[str, Any], resolver: Resolver
-) -> None:
-    props = _properties(template, "AWS::DynamoDB::Table", resolver)
-    ttl = props.get("TimeToLiveSpecification")
-    if ttl and _truthy(ttl.get("Enabled")):
-        status = dynamodb.describe_time_to_live(TableName=table_name)["TimeToLiveDescription"]
-        if status.get("TimeToLiveStatus") not in ("ENABLED", "ENABLING"):
-            log.info("enabling TTL on %s (%s)", table_name, ttl["AttributeName"])
-            dynamodb.update_time_to_live(
-                TableName=table_name,
-                TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": True},
-            )
-    pitr = props.get("PointInTimeRecoverySpecification")
-    if pitr and _truthy(pitr.get("PointInTimeRecoveryEnabled")):
-        backups = dynamodb.describe_continuous_backups(TableName=table_name)
-        description = backups["ContinuousBackupsDescription"]
-        pitr_status = description.get("PointInTimeRecoveryDescription", {})
-        if pitr_status.get("PointInTimeRecoveryStatus") != "ENABLED":
-            log.info("enabling point-in-time recovery on %s", table_name)
-            dynamodb.update_continuous_backups(
-                TableName=table_name,
-                PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True},
-            )
-
-
-def _apply_stream_settings(
-    kinesis: Any, stream_arn: str, template: Mapping[str, Any], resolver: Resolver
-) -> None:
-    props = _properties(template, "AWS::Kinesis::Stream", resolver)
-    encryption = props.get("StreamEncryption")
-    if not encryption:
-        return
-    summary = kinesis.describe_stream_summary(StreamARN=stream_arn)["StreamDescriptionSummary"]
-    if summary.get("EncryptionType", "NONE") == "NONE":
-        log.info("enabling %s encryption on %s", encryption["EncryptionType"], stream_arn)
-        kinesis.start_stream_encryption(
-            StreamARN=stream_arn,
-            EncryptionType=encryption["EncryptionType"],
-            KeyId=encryption["KeyId"],
-        )
-
-
-def best_effort(what: str, apply: Callable[[], None]) -> None:
-    # An endpoint without these APIs still gets a working stack, only without the setting.
-    try:
-        apply()
-    except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "")
-        if code not in _UNSUPPORTED_CODES:
-            raise
-        log.warning("the endpoint does not support applying %s (%s); skipped", what, code)
-
-
-_UNSUPPORTED_CODES = {
-    "UnknownOperationException",
-    "NotImplemented",
-    "NotImplementedError",
-    "InvalidAction",
-    "InternalFailure",
-}
-
-
-def _truthy(value: Any) -> bool:
-    return value is True or (isinstance(value, str) and value.lower() == "true")
