@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import pytest
 
+from ml.serve import start_in_thread
 from tradestream import aws
 from tradestream.deploy.api import deploy, destroy
 from tradestream.local.runtime import embedded_stack
@@ -58,7 +59,7 @@ def test_localstack_target_deploys_the_local_flavour_the_runtime_then_reuses(
     # WHEN the runtime starts on that endpoint (deploy-or-reuse, as in compose)
     stacks = outputs["stacks"].split(",")
     before = last_updated(stacks)
-    with embedded_stack(run_mapping=False) as stack:
+    with embedded_stack(run_mapping=False, model_server=start_in_thread) as stack:
         assert stack.stack.stream_arn == stream_arn
     # THEN it found every stack as the deploy left it
     assert last_updated(stacks) == before

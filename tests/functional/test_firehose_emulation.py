@@ -31,8 +31,7 @@ from tradestream.local.firehose.settings import (
     ProcessorSettings,
     delivery_stream_settings,
 )
-from tradestream.local.lambda_runtime import function_arn
-from tradestream.local.runtime import load_handler
+from tradestream.local.lambda_runtime import function_arn, load_handler
 from tradestream.readback import count_lake, object_bodies
 from tradestream.trade import RawTrade, Trade, stamp
 

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from tradestream import readback
+from tradestream.cli.up import start_model_server
 from tradestream.local.runtime import EmbeddedStack, embedded_stack
 from tradestream.local.settings import LocalSettings
 from tradestream.readback import count_lake
@@ -79,7 +80,7 @@ def run_demo(trades: int, *, rate: float, timeout: float, seed: int = 7) -> Demo
     from producer.settings import ProducerSettings
 
     started = time.monotonic()
-    with embedded_stack(LocalSettings()) as stack:
+    with embedded_stack(LocalSettings(), model_server=start_model_server) as stack:
         settings = ProducerSettings(
             source="synthetic",
             stream_name=stack.stack.stream_name,

@@ -115,6 +115,7 @@ def deploy_command(
             shard_count=shards,
             inference_mode=inference,
             model_artifact=model,
+            default_model=_default_model,
             producer_image=producer_image,
             ingest_image=ingest_image,
             finnhub_secret_arn=finnhub_secret_arn,
@@ -127,6 +128,13 @@ def deploy_command(
             alarm_email=alarm_email,
         )
     click.echo(json.dumps(outputs, sort_keys=True))
+
+
+def _default_model() -> Path:
+    # The CLI wires deployables in: ml builds (or reuses from its cache) the default model.
+    from ml.default_model import default_model_dir
+
+    return default_model_dir() / "model.tar.gz"
 
 
 @click.command("destroy")

@@ -70,13 +70,13 @@ def demo(trades: int, rate: float, timeout: float, as_json: bool) -> None:
 )
 def up(source: str, ready_file: Path | None) -> None:
     """Start the embedded stack and keep it running until interrupted (Ctrl-C / SIGTERM)."""
-    from tradestream.cli.up import run_source, start_ingest
+    from tradestream.cli.up import run_source, start_ingest, start_model_server
     from tradestream.local.runtime import embedded_stack
 
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    with embedded_stack() as stack, start_ingest(stack):
+    with embedded_stack(model_server=start_model_server) as stack, start_ingest(stack):
         producer = run_source(source, stack, stop)
         line = dumps(stack.ready_line())
         click.echo(line)
@@ -176,11 +176,14 @@ def local() -> None:
 def invoke(function: str, event_file: Path | None) -> None:
     """Invoke a Lambda handler once with the event in FILE (stdin if omitted), like `sam local
     invoke`, against the embedded stack; the handler's JSON response is the last stdout line."""
+    from tradestream.cli.up import start_model_server
     from tradestream.local.runtime import embedded_stack
 
     raw = event_file.read_text() if event_file else sys.stdin.read()
     event: dict[str, Any] = json.loads(raw)
-    with embedded_stack(run_mapping=False, with_lake=function == "enrich") as stack:
+    with embedded_stack(
+        run_mapping=False, with_lake=function == "enrich", model_server=start_model_server
+    ) as stack:
         if function == "enrich":
             response = stack.enrich_handler()(event, stack.enrich_context())
         else:

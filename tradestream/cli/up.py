@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from tradestream.local.runtime import EmbeddedStack
+from tradestream.local.runtime import EmbeddedStack, ModelServer
 
 
 def producer_overrides(source: str) -> dict[str, Any] | None:
@@ -22,6 +22,13 @@ def producer_overrides(source: str) -> dict[str, Any] | None:
     if source.startswith("replay:") and len(source) > len("replay:"):
         return {"source": "replay", "replay_file": source.removeprefix("replay:")}
     raise ValueError(f"unknown source {source!r}: use synthetic, finnhub, replay:FILE or none")
+
+
+def start_model_server() -> ModelServer:
+    """The local SageMaker-compatible model server (ml/ is a deployable: wired in here)."""
+    from ml.serve import start_in_thread
+
+    return start_in_thread()
 
 
 def run_source(source: str, stack: EmbeddedStack, stop: threading.Event) -> threading.Thread | None:

@@ -14,7 +14,7 @@ system of record; ``delete_data=True`` empties and deletes it too.
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from tradestream import aws
 from tradestream.cfn.stacks import Stacks
 from tradestream.cfn.template import TEMPLATE_DIR, StackTemplate, load_template
 from tradestream.deploy.artifacts import delete_bucket, empty_bucket, upload
-from tradestream.deploy.errors import explained
+from tradestream.deploy.errors import TargetError, explained
 from tradestream.deploy.localstack import deploy_localstack, destroy_localstack
 from tradestream.deploy.network import network
 from tradestream.deploy.options import DeployOptions, Names
@@ -59,6 +59,7 @@ def deploy(
     shard_count: int = 2,
     inference_mode: str = "serverless",
     model_artifact: Path | None = None,
+    default_model: Callable[[], Path] | None = None,
     producer_image: str | None = None,
     ingest_image: str | None = None,
     finnhub_secret_arn: str = "",
@@ -86,6 +87,7 @@ def deploy(
         shard_count=shard_count,
         inference_mode=inference_mode,
         model_artifact=model_artifact,
+        default_model=default_model,
         producer_image=producer_image,
         ingest_image=ingest_image,
         finnhub_secret_arn=finnhub_secret_arn,
@@ -190,11 +192,10 @@ def _upload_artifacts(ctx: Context) -> None:
 def _model_artifact(options: DeployOptions) -> Path:
     if options.model_artifact is not None:
         return options.model_artifact
-    # ml/ is a deployable: core reaches it only when asked to, as the embedded stack does.
-    from ml.default_model import default_model_dir
-
+    if options.default_model is None:
+        raise TargetError("no model artifact: give --model PATH/model.tar.gz")
     log.info("no model artifact given: using the reproducible default model")
-    return default_model_dir() / "model.tar.gz"
+    return options.default_model()
 
 
 def _reserved_concurrency(ctx: Context) -> str | None:

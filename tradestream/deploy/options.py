@@ -7,7 +7,7 @@ prefix) never collide in one account, and ``destroy`` finds everything from the 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +26,10 @@ class DeployOptions:
     stream_mode: str = "PROVISIONED"
     shard_count: int = 2
     inference_mode: str = "serverless"
-    model_artifact: Path | None = None  # model.tar.gz; None: the reproducible default model
+    model_artifact: Path | None = None  # model.tar.gz; None: default_model() builds one
+    # Builds the reproducible default model.tar.gz when no artifact is given. The model is ml/'s,
+    # a deployable core does not import: the CLI passes ml.default_model in.
+    default_model: Callable[[], Path] | None = None
     producer_image: str | None = None  # no image: no producer stack
     ingest_image: str | None = None  # no image: no ingest stack
     finnhub_secret_arn: str = ""  # empty: the producer runs the synthetic source

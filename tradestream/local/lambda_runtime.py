@@ -8,8 +8,10 @@ only reported by ``get_remaining_time_in_millis``; the caller decides what an ov
 
 from __future__ import annotations
 
+import importlib
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -48,3 +50,17 @@ class LambdaContext:
     def overran(self) -> bool:
         """True once the function has run past its timeout (Lambda would have stopped it)."""
         return time.monotonic() > self._deadline
+
+
+Handler = Callable[[dict[str, Any], Any], Any]
+
+
+def load_handler(handler: str) -> Handler:
+    """Import ``package.module.function`` as the Lambda runtime does, with fresh module state."""
+    module_name, _, function_name = handler.rpartition(".")
+    module = importlib.import_module(module_name)
+    reset = getattr(module, "reset", None)
+    if callable(reset):
+        reset()  # a new "cold start": settings and clients are read again from the environment
+    fn: Handler = getattr(module, function_name)
+    return fn

@@ -10,34 +10,20 @@ imports no deployable.
 
 from __future__ import annotations
 
-import importlib
 import os
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from tradestream.cfn.template import FunctionSettings
 from tradestream.local.esm.mapping import KinesisEventSourceMapping
 from tradestream.local.firehose.delivery import FirehoseEmulation
 from tradestream.local.hot_path import DeployedStack, deploy
 from tradestream.local.lake import DeployedLake, deploy_lake
-from tradestream.local.lambda_runtime import LambdaContext, function_arn
+from tradestream.local.lambda_runtime import Handler, LambdaContext, function_arn, load_handler
 from tradestream.local.moto_server import MotoHandle, ensure_credentials, start_moto
 from tradestream.local.settings import LocalSettings
-
-Handler = Callable[[dict[str, Any], Any], Any]
-
-
-def load_handler(handler: str) -> Handler:
-    """Import ``package.module.function`` as the Lambda runtime does, with fresh module state."""
-    module_name, _, function_name = handler.rpartition(".")
-    module = importlib.import_module(module_name)
-    reset = getattr(module, "reset", None)
-    if callable(reset):
-        reset()  # a new "cold start": settings and clients are read again from the environment
-    fn: Handler = getattr(module, function_name)
-    return fn
 
 
 @dataclass
@@ -110,20 +96,40 @@ def _restored_environment() -> Iterator[None]:
         os.environ.update(saved)
 
 
-def _start_model_server(cleanup: ExitStack) -> str:
+class ModelServer(Protocol):
+    """A running SageMaker-compatible model server (``ml.serve.start_in_thread`` returns one)."""
+
+    url: str
+
+    def stop(self, timeout: float = ...) -> None: ...
+
+
+ModelServerStarter = Callable[[], ModelServer]
+
+
+def _start_model_server(cleanup: ExitStack, start: ModelServerStarter | None) -> str:
     """The local SageMaker-compatible model server, unless an endpoint is configured already."""
     configured = os.environ.get("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME")
     if configured:
         return configured
-    from ml.serve import start_in_thread  # the model server is a deployable; found at run time
-
-    server = start_in_thread()
+    if start is None:
+        raise RuntimeError(
+            "the lake's enrich function needs a model endpoint: set "
+            "AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME to one, or pass model_server "
+            "(the CLI passes ml.serve.start_in_thread)"
+        )
+    server = start()
     cleanup.callback(server.stop)
     os.environ["AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"] = server.url
     return str(server.url)
 
 
-def _start_lake(embedded: EmbeddedStack, cleanup: ExitStack, run: bool) -> None:
+def _start_lake(
+    embedded: EmbeddedStack,
+    cleanup: ExitStack,
+    run: bool,
+    model_server: ModelServerStarter | None,
+) -> None:
     """Deploy the lake and, unless ``run`` is false, run its Firehose emulation from LATEST."""
     settings = embedded.settings
     lake = deploy_lake(
@@ -138,7 +144,7 @@ def _start_lake(embedded: EmbeddedStack, cleanup: ExitStack, run: bool) -> None:
     os.environ.update(
         {k: v for k, v in lake.function.environment.items() if k != "POWERTOOLS_SERVICE_NAME"}
     )
-    embedded.model_url = _start_model_server(cleanup)
+    embedded.model_url = _start_model_server(cleanup, model_server)
     if not run:
         return
     firehose = FirehoseEmulation(
@@ -157,12 +163,18 @@ def _start_lake(embedded: EmbeddedStack, cleanup: ExitStack, run: bool) -> None:
 
 @contextmanager
 def embedded_stack(
-    settings: LocalSettings | None = None, *, run_mapping: bool = True, with_lake: bool = True
+    settings: LocalSettings | None = None,
+    *,
+    run_mapping: bool = True,
+    with_lake: bool = True,
+    model_server: ModelServerStarter | None = None,
 ) -> Iterator[EmbeddedStack]:
     """Start (or reuse) the endpoint, deploy the stacks, and run both consumer stages.
 
     ``run_mapping=False`` deploys everything but runs neither emulation (for `local invoke`);
-    ``with_lake=False`` leaves the inference lake out altogether.
+    ``with_lake=False`` leaves the inference lake out altogether. ``model_server`` starts the
+    model endpoint the enrich function calls when ``AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME`` names
+    none: the model server is a deployable (ml/), which core does not import; the CLI wires it in.
     """
     settings = settings or LocalSettings()
     with _restored_environment(), ExitStack() as cleanup:
@@ -189,7 +201,7 @@ def embedded_stack(
         )
         hotstore_handler = embedded.hotstore_handler()
         if with_lake:
-            _start_lake(embedded, cleanup, run=run_mapping)
+            _start_lake(embedded, cleanup, run=run_mapping, model_server=model_server)
         if run_mapping:
             mapping = KinesisEventSourceMapping(
                 stream_arn=stack.stream_arn,
