@@ -4,3 +4,5 @@ rule, AWS's limits, the CloudFormation engine, the embedded stand-ins for AWS's 
 Deployables (producer, ingest_api, lambdas, ml) import this package; it imports none of them.
 Only ``tradestream.cli`` wires deployables together (tests/unit/test_layout.py holds the rule).
 """
+
+__version__ = "0.1.0"

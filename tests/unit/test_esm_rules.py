@@ -21,7 +21,7 @@ from tradestream.local.esm.events import (
     iso_millis,
     records_within_payload,
 )
-from tradestream.local.esm.state import Batch, ShardState, settle, split_expired
+from tradestream.local.esm.state import Batch, MappingShard, settle, split_expired
 
 SOURCE = EventSource(
     stream_arn="arn:aws:kinesis:us-east-1:123456789012:stream/trades",
@@ -160,8 +160,8 @@ def test_expired_leading_records_are_split_off() -> None:
 def test_the_6mb_payload_limit_caps_a_batch_before_batch_size() -> None:
     # GIVEN five 1 MiB records (about 1.4 MB each once base64-encoded in the event)
     records = _records(5, size=1024 * 1024)
-    shard = ShardState("shardId-000000000000")
-    shard.add_fetched(records, polled_at=0.0, millis_behind=0, now=0.0)
+    shard = MappingShard("shardId-000000000000")
+    shard.add_fetched(records, now=0.0)
 
     # WHEN a batch is taken with room for 100 records
     batch = shard.take_batch(0.0, MappingSettings(batch_size=100))

@@ -2,8 +2,10 @@
 
 Each owns a ``ShardReaders``: it lists the stream's shards, opens one iterator and starts one
 reader thread per shard, keeps looking for shards added later (resharding: new shards are read
-from TRIM_HORIZON), and ends its threads within a deadline. What a reader does with its shard,
-and the per-shard state, stay with the consumer; the state only needs its ``iterator``.
+from TRIM_HORIZON), reads a shard one GetRecords call at a time from its ``ShardCursor`` (an
+expired or lost iterator is renewed after the last record fetched), and ends its threads within a
+deadline. What a consumer does with the records, and the rest of its per-shard state, stay with
+the consumer.
 
 Threads are daemons, so one stuck in a handler cannot keep the interpreter alive.
 """
@@ -14,16 +16,61 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Generic, Protocol, TypeVar
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Generic, Self, TypeVar
 
 log = logging.getLogger(__name__)
 
 
-class Shard(Protocol):
-    iterator: str | None
+@dataclass
+class ShardCursor:
+    """Where a consumer stands in one shard."""
+
+    shard_id: str
+    iterator: str | None = None
+    last_fetched: str | None = None  # where to resume if the iterator has to be renewed
+    at_tip_since_poll: float | None = None  # start of the last poll that found nothing newer
+    closed: bool = False  # the shard was split or merged and every record of it was read
+
+    def idle_since(self, since: float) -> bool:
+        if self.closed:
+            return True
+        return self.at_tip_since_poll is not None and self.at_tip_since_poll >= since
 
 
-S = TypeVar("S", bound=Shard)
+@dataclass(frozen=True)
+class Fetched:
+    """One GetRecords answer: the raw records, how far behind the tip, when the poll started."""
+
+    records: list[dict[str, Any]]
+    millis_behind: int
+    polled_at: float
+
+
+S = TypeVar("S", bound=ShardCursor)
+
+
+class KinesisConsumer:
+    """``with consumer:`` starts it and stops it, as both emulations are used."""
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self, timeout: float = 10) -> bool:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()
 
 
 class ShardReaders(Generic[S]):
@@ -70,6 +117,51 @@ class ShardReaders(Generic[S]):
         )
         iterator: str = response["ShardIterator"]
         return iterator
+
+    def fetch(
+        self,
+        shard: S,
+        *,
+        initial: dict[str, Any],
+        resume_after: str | None,
+        limit: int,
+        then: Callable[[Fetched], None] | None = None,
+    ) -> Fetched:
+        """One GetRecords call on ``shard``. Its cursor moves on, and ``then`` takes the records,
+        in one hold of the lock, so no observer sees the one without the other.
+
+        Without an iterator (the first call, or after a failure) one is opened after
+        ``resume_after`` when there is one, else with ``initial``'s GetShardIterator arguments.
+        """
+        if shard.iterator is None:
+            args = (
+                {
+                    "ShardIteratorType": "AFTER_SEQUENCE_NUMBER",
+                    "StartingSequenceNumber": resume_after,
+                }
+                if resume_after
+                else initial
+            )
+            shard.iterator = self.iterator(shard.shard_id, args)
+        polled_at = time.monotonic()
+        response = self.kinesis.get_records(
+            ShardIterator=shard.iterator, StreamARN=self.stream_arn, Limit=limit
+        )
+        fetched = Fetched(
+            records=response["Records"],
+            millis_behind=int(response.get("MillisBehindLatest", 0)),
+            polled_at=polled_at,
+        )
+        with self._lock:
+            shard.iterator = response.get("NextShardIterator")
+            shard.closed = shard.iterator is None
+            if fetched.records:
+                shard.last_fetched = fetched.records[-1]["SequenceNumber"]
+            at_tip = not fetched.records and fetched.millis_behind == 0
+            shard.at_tip_since_poll = polled_at if at_tip else None
+            if then is not None:
+                then(fetched)
+        return fetched
 
     def list_shards(self) -> list[str]:
         shard_ids: list[str] = []

@@ -44,7 +44,6 @@ import uuid
 from collections.abc import Callable
 from dataclasses import replace
 from datetime import UTC, datetime
-from types import TracebackType
 from typing import Any
 
 from tradestream import aws
@@ -61,13 +60,13 @@ from tradestream.local.esm.events import (
 )
 from tradestream.local.esm.state import (
     Batch,
+    MappingShard,
     MappingStats,
     Settlement,
-    ShardState,
     settle,
     split_expired,
 )
-from tradestream.local.kinesis_consumer import ShardReaders
+from tradestream.local.kinesis_consumer import Fetched, KinesisConsumer, ShardReaders
 from tradestream.local.lambda_runtime import LambdaContext, function_arn
 
 Handler = Callable[[dict[str, Any], Any], Any]
@@ -82,7 +81,7 @@ class EventSourceMappingError(RuntimeError):
     code = "InvalidParameterValueException"
 
 
-class KinesisEventSourceMapping:
+class KinesisEventSourceMapping(KinesisConsumer):
     """Feeds one Kinesis stream to one handler, as a Lambda event source mapping would.
 
     ``start()`` reads the shard list and opens every shard's iterator before it returns, so
@@ -138,7 +137,7 @@ class KinesisEventSourceMapping:
         self._readers = ShardReaders(
             kinesis=self._kinesis,
             stream_arn=stream_arn,
-            new_shard=ShardState,
+            new_shard=MappingShard,
             read=self._poll_shard,
             name="esm",
             lock=self._lock,
@@ -166,18 +165,6 @@ class KinesisEventSourceMapping:
         self._stop.set()
         deadline = time.monotonic() + timeout
         return not self._readers.still_running(list(self._readers.threads), deadline)
-
-    def __enter__(self) -> KinesisEventSourceMapping:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # --- observation ----------------------------------------------------------------------------
 
@@ -226,7 +213,7 @@ class KinesisEventSourceMapping:
 
     # --- one shard's loop -------------------------------------------------------------------------
 
-    def _poll_shard(self, shard: ShardState) -> None:
+    def _poll_shard(self, shard: MappingShard) -> None:
         while not self._stop.is_set():
             try:
                 wait = self._step(shard)
@@ -243,7 +230,7 @@ class KinesisEventSourceMapping:
             if wait > 0:
                 self._stop.wait(wait)
 
-    def _step(self, shard: ShardState) -> float:
+    def _step(self, shard: MappingShard) -> float:
         """Poll and/or invoke once; return how long to wait before the next step."""
         fetched = 0
         behind = 0
@@ -259,30 +246,21 @@ class KinesisEventSourceMapping:
             window = shard.window_remaining(time.monotonic(), self.settings) if shard.buffer else 0
         return min(self._poll_interval_s, window) if window > 0 else self._poll_interval_s
 
-    def _fetch(self, shard: ShardState) -> tuple[int, int]:
-        if shard.iterator is None:
-            args = (
-                {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "StartingSequenceNumber": last}
-                if (last := shard.last_fetched or shard.checkpoint)
-                else self._initial_iterator_args()
-            )
-            shard.iterator = self._readers.iterator(shard.shard_id, args)
-        polled_at = time.monotonic()
-        limit = min(_GET_RECORDS_LIMIT, self.settings.batch_size - len(shard.buffer))
-        response = self._kinesis.get_records(
-            ShardIterator=shard.iterator, StreamARN=self.stream_arn, Limit=limit
-        )
-        records = [from_get_records(shard.shard_id, r, self._source) for r in response["Records"]]
-        behind = int(response.get("MillisBehindLatest", 0))
-        with self._lock:
-            shard.iterator = response.get("NextShardIterator")
-            shard.closed = shard.iterator is None
-            shard.add_fetched(
-                records, polled_at=polled_at, millis_behind=behind, now=time.monotonic()
-            )
-        return len(records), behind
+    def _fetch(self, shard: MappingShard) -> tuple[int, int]:
+        def buffer(fetched: Fetched) -> None:
+            records = [from_get_records(shard.shard_id, r, self._source) for r in fetched.records]
+            shard.add_fetched(records, now=time.monotonic())
 
-    def _process(self, shard: ShardState, batch: Batch) -> float:
+        fetched = self._readers.fetch(
+            shard,
+            initial=self._initial_iterator_args(),
+            resume_after=shard.last_fetched or shard.checkpoint,
+            limit=min(_GET_RECORDS_LIMIT, self.settings.batch_size - len(shard.buffer)),
+            then=buffer,
+        )
+        return len(fetched.records), fetched.millis_behind
+
+    def _process(self, shard: MappingShard, batch: Batch) -> float:
         old, live = split_expired(batch, self._clock(), self.settings.maximum_record_age_s)
         if old is not None:
             if not self._discard(old, "RecordAgeExceeded"):

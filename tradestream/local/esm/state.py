@@ -6,7 +6,7 @@ batch), the checkpoint, and whether the last poll found the shard at its tip. ``
 from an invocation's outcome and the mapping settings, what is done, what is invoked next and
 what is discarded to the on-failure destination.
 
-No I/O and no threads here: the adapter (``esm.py``) polls, invokes and sends, and calls in here
+No I/O and no threads here: the adapter (``mapping.py``) polls, invokes and sends, and calls in here
 holding its lock.
 """
 
@@ -18,6 +18,7 @@ from typing import Any
 
 from tradestream.cfn.template import MappingSettings
 from tradestream.local.esm.events import Outcome, StreamRecord, records_within_payload
+from tradestream.local.kinesis_consumer import ShardCursor
 
 
 @dataclass(frozen=True)
@@ -98,28 +99,20 @@ def _retry_or_discard(batch: Batch, settings: MappingSettings) -> Settlement:
 
 
 @dataclass
-class ShardState:
-    shard_id: str
-    iterator: str | None = None
+class MappingShard(ShardCursor):
+    """One shard as the mapping works it: the cursor, and the records between fetch and done."""
+
     buffer: deque[StreamRecord] = field(default_factory=deque)
     pending: deque[Batch] = field(default_factory=deque)
-    last_fetched: str | None = None  # where to resume if the iterator has to be renewed
     checkpoint: str | None = None  # last sequence number done (succeeded or discarded)
     window_opened: float | None = None  # monotonic time the oldest buffered record came in
-    at_tip_since_poll: float | None = None  # start of the last poll that found nothing newer
     in_flight: Batch | None = None
-    closed: bool = False
 
-    def add_fetched(
-        self, records: list[StreamRecord], *, polled_at: float, millis_behind: int, now: float
-    ) -> None:
+    def add_fetched(self, records: list[StreamRecord], *, now: float) -> None:
         if records:
             if not self.buffer:
                 self.window_opened = now
             self.buffer.extend(records)
-            self.last_fetched = records[-1].sequence_number
-        at_tip = not records and millis_behind == 0
-        self.at_tip_since_poll = polled_at if at_tip else None
 
     def wants_records(self, settings: MappingSettings) -> bool:
         return not self.closed and not self.pending and len(self.buffer) < settings.batch_size
@@ -172,9 +165,7 @@ class ShardState:
         found the shard at its tip (no records, MillisBehindLatest 0) or the shard is closed."""
         if self.buffer or self.pending or self.in_flight is not None:
             return False
-        if self.closed:
-            return True
-        return self.at_tip_since_poll is not None and self.at_tip_since_poll >= since
+        return super().idle_since(since)
 
 
 @dataclass

@@ -48,7 +48,6 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from types import TracebackType
 from typing import Any, Literal
 
 from tradestream import aws
@@ -79,9 +78,8 @@ from tradestream.local.firehose.state import (
     ObjectBuffer,
     PartitionKey,
     ProcessorBuffer,
-    ShardState,
 )
-from tradestream.local.kinesis_consumer import ShardReaders
+from tradestream.local.kinesis_consumer import Fetched, KinesisConsumer, ShardCursor, ShardReaders
 from tradestream.local.lambda_runtime import LambdaContext, function_arn
 
 Handler = Callable[[dict[str, Any], Any], Any]
@@ -106,7 +104,7 @@ class _Failed:
     attempts: int
 
 
-class FirehoseEmulation:
+class FirehoseEmulation(KinesisConsumer):
     """Feeds one Kinesis stream through one transform handler into S3, as Firehose would.
 
     ``start()`` reads the shard list and opens every shard's iterator before it returns, so with
@@ -161,7 +159,7 @@ class FirehoseEmulation:
         self._readers = ShardReaders(
             kinesis=self._kinesis,
             stream_arn=settings.source_stream_arn,
-            new_shard=ShardState,
+            new_shard=ShardCursor,
             read=self._poll_shard,
             name="firehose",
             lock=self._lock,
@@ -199,18 +197,6 @@ class FirehoseEmulation:
         self._wake.set()
         threads = [*self._readers.threads, *([self._delivery] if self._delivery else [])]
         return not self._readers.still_running(threads, deadline)
-
-    def __enter__(self) -> FirehoseEmulation:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # --- observation ----------------------------------------------------------------------------
 
@@ -308,7 +294,7 @@ class FirehoseEmulation:
 
     # --- shards ---------------------------------------------------------------------------------
 
-    def _poll_shard(self, shard: ShardState) -> None:
+    def _poll_shard(self, shard: ShardCursor) -> None:
         while not self._stop.is_set() and not shard.closed:
             if self._backpressure():
                 self._stop.wait(self._poll_interval_s)
@@ -330,33 +316,24 @@ class FirehoseEmulation:
         with self._lock:
             return self._processor.size >= self._max_buffered_bytes
 
-    def _fetch(self, shard: ShardState) -> tuple[int, int]:
-        if shard.iterator is None:
-            args: dict[str, Any] = (
-                {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "StartingSequenceNumber": last}
-                if (last := shard.last_fetched)
-                else {"ShardIteratorType": self._starting_position}
-            )
-            shard.iterator = self._readers.iterator(shard.shard_id, args)
-        polled_at = time.monotonic()
-        response = self._kinesis.get_records(
-            ShardIterator=shard.iterator,
-            StreamARN=self.settings.source_stream_arn,
-            Limit=_GET_RECORDS_LIMIT,
-        )
-        records = [from_get_records(shard.shard_id, raw) for raw in response["Records"]]
-        behind = int(response.get("MillisBehindLatest", 0))
-        with self._lock:
-            shard.iterator = response.get("NextShardIterator")
-            shard.closed = shard.iterator is None
-            shard.fetched(records, polled_at=polled_at, millis_behind=behind)
+    def _fetch(self, shard: ShardCursor) -> tuple[int, int]:
+        def buffer(fetched: Fetched) -> None:
+            records = [from_get_records(shard.shard_id, raw) for raw in fetched.records]
             if records:
                 self._processor.add(records, time.monotonic())
                 self._stats.records_in += len(records)
                 self._stats.bytes_in += sum(len(record.data) for record in records)
-        if records:
+
+        fetched = self._readers.fetch(
+            shard,
+            initial={"ShardIteratorType": self._starting_position},
+            resume_after=shard.last_fetched,
+            limit=_GET_RECORDS_LIMIT,
+            then=buffer,
+        )
+        if fetched.records:
             self._wake.set()
-        return len(records), behind
+        return len(fetched.records), fetched.millis_behind
 
     # --- delivery -------------------------------------------------------------------------------
 

@@ -4,10 +4,10 @@ Two stages of buffering, as in Firehose: the processor buffer gathers source rec
 Lambda processor's BufferSizeInMBs or BufferIntervalInSeconds (then one invocation, capped at
 Lambda's 6 MB request); the destination buffers, one per partition (the evaluated partition keys;
 a single one without dynamic partitioning), gather transformed data until the S3 BufferingHints
-size or interval (then one object). Per shard: the iterator and whether the last poll found the
-shard at its tip.
+size or interval (then one object). Where the stream is read per shard is the shared
+``tradestream.local.kinesis_consumer.ShardCursor``.
 
-No I/O and no threads here: the adapter (``firehose.py``) polls, invokes and writes, and calls in
+No I/O and no threads here: the adapter (``delivery.py``) polls, invokes and writes, and calls in
 here holding its lock.
 """
 
@@ -122,26 +122,6 @@ class DestinationBuffers:
     @property
     def records(self) -> int:
         return sum(buffer.records for buffer in self.buffers.values())
-
-
-@dataclass
-class ShardState:
-    shard_id: str
-    iterator: str | None = None
-    last_fetched: str | None = None  # where to resume if the iterator has to be renewed
-    at_tip_since_poll: float | None = None  # start of the last poll that found nothing newer
-    closed: bool = False
-
-    def fetched(self, records: list[SourceRecord], *, polled_at: float, millis_behind: int) -> None:
-        if records:
-            self.last_fetched = records[-1].sequence_number
-        at_tip = not records and millis_behind == 0
-        self.at_tip_since_poll = polled_at if at_tip else None
-
-    def idle_since(self, since: float) -> bool:
-        if self.closed:
-            return True
-        return self.at_tip_since_poll is not None and self.at_tip_since_poll >= since
 
 
 @dataclass
