@@ -12,18 +12,18 @@ import pytest
 
 from tradestream.cfn.template import MappingSettings
 from tradestream.local.esm.events import (
-    MAX_PAYLOAD_BYTES,
-    EventSource,
+    EVENT_ENVELOPE_BYTES,
+    KinesisEventSource,
     StreamRecord,
     from_get_records,
     function_error,
-    interpret_response,
     iso_millis,
-    records_within_payload,
+    read_batch_response,
 )
 from tradestream.local.esm.state import Batch, MappingShard, settle, split_expired
+from tradestream.local.lambda_runtime import MAX_PAYLOAD_BYTES, records_within_payload
 
-SOURCE = EventSource(
+SOURCE = KinesisEventSource(
     stream_arn="arn:aws:kinesis:us-east-1:123456789012:stream/trades",
     region="us-east-1",
     invoke_identity_arn="arn:aws:iam::123456789012:role/hotstore",
@@ -51,7 +51,7 @@ def _records(count: int, *, size: int = 10, arrival: float = 1_700_000_000.0) ->
 )
 def test_null_or_empty_responses_are_complete_successes(response: object) -> None:
     # GIVEN / WHEN a response Lambda documents as success THEN it is read as success
-    outcome = interpret_response(response, _records(3), report_batch_item_failures=True)
+    outcome = read_batch_response(response, _records(3), report_batch_item_failures=True)
     assert outcome.kind == "success"
 
 
@@ -66,7 +66,7 @@ def test_the_lowest_reported_sequence_number_is_the_checkpoint() -> None:
     }
 
     # WHEN the response is read
-    outcome = interpret_response(response, records, report_batch_item_failures=True)
+    outcome = read_batch_response(response, records, report_batch_item_failures=True)
 
     # THEN the retry starts at the lowest one
     assert (outcome.kind, outcome.failed_sequence, outcome.reported_failures) == (
@@ -88,13 +88,13 @@ def test_sequence_numbers_compare_as_numbers_not_strings() -> None:
     response = {"batchItemFailures": [{"itemIdentifier": "1000"}, {"itemIdentifier": "999"}]}
 
     # WHEN / THEN the numerically lowest is the checkpoint
-    outcome = interpret_response(response, [low, high], report_batch_item_failures=True)
+    outcome = read_batch_response(response, [low, high], report_batch_item_failures=True)
     assert outcome.failed_sequence == "999"
 
 
 def test_a_non_object_response_is_invalid_when_partial_responses_are_on() -> None:
     # GIVEN / WHEN / THEN a string answer cannot be a StreamsEventResponse
-    outcome = interpret_response("ok", _records(1), report_batch_item_failures=True)
+    outcome = read_batch_response("ok", _records(1), report_batch_item_failures=True)
     assert outcome.kind == "invalid_response"
 
 
@@ -168,7 +168,7 @@ def test_the_6mb_payload_limit_caps_a_batch_before_batch_size() -> None:
 
     # THEN it holds only what fits in 6 MB, and the rest waits for the next batch
     assert batch is not None
-    assert len(batch) == 4 == records_within_payload(records)
+    assert len(batch) == 4 == records_within_payload(records, EVENT_ENVELOPE_BYTES)
     assert sum(r.event_bytes for r in batch.records) < MAX_PAYLOAD_BYTES
     assert list(shard.buffer) == records[4:]
 

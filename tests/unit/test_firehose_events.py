@@ -9,25 +9,25 @@ from typing import Any
 
 import pytest
 
-from tradestream.local.esm.events import MAX_PAYLOAD_BYTES
 from tradestream.local.firehose.events import (
     DUPLICATED_RECORD_ID,
+    EVENT_ENVELOPE_BYTES,
     JSON_PROCESSING,
     MISSING_PARTITION_KEY,
     MISSING_RECORD_ID,
     PROCESSING_FAILED_STATUS,
     BatchFailure,
-    EventSource,
+    DeliveryStreamSource,
     RecordOutcome,
     SourceRecord,
-    build_event,
     error_envelope,
     from_get_records,
-    interpret_response,
-    records_within_payload,
+    read_transformation_response,
+    transformation_event,
 )
+from tradestream.local.lambda_runtime import MAX_PAYLOAD_BYTES, records_within_payload
 
-SOURCE = EventSource(
+SOURCE = DeliveryStreamSource(
     delivery_stream_arn="arn:aws:firehose:us-east-1:123456789012:deliverystream/lake",
     source_stream_arn="arn:aws:kinesis:us-east-1:123456789012:stream/trades",
     region="us-east-1",
@@ -53,7 +53,7 @@ def test_the_event_has_aws_keys_and_types_for_a_kinesis_source() -> None:
     source = record(7, b'{"s":"AAPL"}')
 
     # WHEN the event is built
-    event = build_event([source], SOURCE, "inv-1")
+    event = transformation_event([source], SOURCE, "inv-1")
 
     # THEN it is AWS's shape, key for key
     assert list(event) == [
@@ -88,14 +88,14 @@ def test_records_are_split_before_the_6_mb_request_limit() -> None:
     records = [record(i, b"x" * (1024 * 1024)) for i in range(6)]
 
     # WHEN the leading records that fit one request are counted
-    fitting = records_within_payload(records)
+    fitting = records_within_payload(records, EVENT_ENVELOPE_BYTES)
 
     # THEN four fit (5.3 MiB) and a fifth would pass 6 MiB
     assert fitting == 4
     assert sum(r.event_bytes for r in records[:4]) < MAX_PAYLOAD_BYTES
     assert sum(r.event_bytes for r in records[:5]) > MAX_PAYLOAD_BYTES
     # AND a single record always fits a batch of its own
-    assert records_within_payload([record(0, b"x" * 7 * 1024 * 1024)]) == 1
+    assert records_within_payload([record(0, b"x" * 7 * 1024 * 1024)], EVENT_ENVELOPE_BYTES) == 1
 
 
 def answer(source: SourceRecord, result: str = "Ok", **extra: Any) -> dict[str, Any]:
@@ -115,7 +115,7 @@ def test_a_valid_response_gives_one_outcome_per_record_in_order() -> None:
     }
 
     # WHEN interpreted with the lake's partition keys
-    outcomes = interpret_response(response, [a, b, c], partition_keys=("symbol", "date"))
+    outcomes = read_transformation_response(response, [a, b, c], partition_keys=("symbol", "date"))
 
     # THEN the outcomes follow the input order
     assert outcomes == [
@@ -139,7 +139,7 @@ def test_a_response_outside_the_status_model_fails_the_batch(
     response: Any, expected: tuple[str, str]
 ) -> None:
     # GIVEN a malformed response WHEN interpreted THEN the whole batch fails with the code
-    assert interpret_response(response, [record(1)]) == BatchFailure(*expected)
+    assert read_transformation_response(response, [record(1)]) == BatchFailure(*expected)
 
 
 @pytest.mark.parametrize(
@@ -159,7 +159,9 @@ def test_every_record_must_be_answered_exactly_once_with_a_valid_result(
 ) -> None:
     # GIVEN two records and an answer that breaks the rules WHEN interpreted THEN batch fails
     a, b = record(1), record(2)
-    assert interpret_response({"records": entries(a, b)}, [a, b]) == BatchFailure(*expected)
+    assert read_transformation_response({"records": entries(a, b)}, [a, b]) == BatchFailure(
+        *expected
+    )
 
 
 def test_dropped_and_failed_records_need_no_data() -> None:
@@ -167,7 +169,7 @@ def test_dropped_and_failed_records_need_no_data() -> None:
     a, b = record(1), record(2)
     response = {"records": [{"recordId": a.record_id, "result": "Dropped"},
                             {"recordId": b.record_id, "result": "ProcessingFailed"}]}  # fmt: skip
-    outcomes = interpret_response(response, [a, b])
+    outcomes = read_transformation_response(response, [a, b])
     assert isinstance(outcomes, list)
     assert [o.kind for o in outcomes] == ["dropped", "failed"]
 
@@ -183,7 +185,7 @@ def test_an_ok_record_without_a_needed_partition_key_fails_alone() -> None:
     }
 
     # WHEN interpreted
-    outcomes = interpret_response(response, [a, b], partition_keys=("symbol", "date"))
+    outcomes = read_transformation_response(response, [a, b], partition_keys=("symbol", "date"))
 
     # THEN only that record fails, naming the key
     assert isinstance(outcomes, list)

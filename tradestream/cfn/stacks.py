@@ -56,6 +56,13 @@ class StackOutcome:
     parameters: dict[str, str]  # every parameter as deployed, template defaults included
 
 
+@dataclass(frozen=True)
+class _Request:
+    name: str
+    template: StackTemplate
+    parameters: dict[str, str]  # effective: template defaults filled in
+
+
 def stack_name(kind: str, resource_name: str) -> str:
     """A valid stack name (``[A-Za-z][-A-Za-z0-9]{0,127}``) derived from a resource name."""
     name = f"tradestream-{kind}-" + re.sub(r"[^A-Za-z0-9-]", "-", resource_name)
@@ -121,17 +128,15 @@ class Stacks:
                 "fix it in the CloudFormation console (continue the rollback, or delete the "
                 "stack), then deploy again"
             )
+        request = _Request(name, template, wanted)
         if self._change_sets:
-            return self._deploy_with_change_set(name, stack, template, wanted)
-        return self._deploy_directly(name, stack, template, wanted)
+            return self._deploy_with_change_set(request, stack)
+        return self._deploy_directly(request, stack)
 
     def _deploy_with_change_set(
-        self,
-        name: str,
-        stack: dict[str, Any] | None,
-        template: StackTemplate,
-        wanted: dict[str, str],
+        self, request: _Request, stack: dict[str, Any] | None
     ) -> StackOutcome:
+        name, template, wanted = request.name, request.template, request.parameters
         kind = "CREATE" if stack is None else "UPDATE"
         change_set = self._create_change_set(name, kind, template, wanted)
         if change_set is None:
@@ -183,14 +188,9 @@ class Stacks:
             self._sleep(delay)
         raise AssertionError("unreachable: _polls() never ends")
 
-    def _deploy_directly(
-        self,
-        name: str,
-        stack: dict[str, Any] | None,
-        template: StackTemplate,
-        wanted: dict[str, str],
-    ) -> StackOutcome:
-        request: dict[str, Any] = {
+    def _deploy_directly(self, request: _Request, stack: dict[str, Any] | None) -> StackOutcome:
+        name, template, wanted = request.name, request.template, request.parameters
+        call: dict[str, Any] = {
             "StackName": name,
             "TemplateBody": template.body,
             "Parameters": _parameter_list(wanted),
@@ -198,13 +198,13 @@ class Stacks:
         }
         if stack is None:
             log.info("creating stack %s", name)
-            self._cfn.create_stack(**request, Tags=list(TAGS))
+            self._cfn.create_stack(**call, Tags=list(TAGS))
             return StackOutcome(name, "created", _outputs(self._wait(name)), wanted)
         if self._unchanged(stack, template.body, wanted):
             return StackOutcome(name, "unchanged", _outputs(stack), wanted)
         log.info("updating stack %s", name)
         try:
-            self._cfn.update_stack(**request)
+            self._cfn.update_stack(**call)
         except ClientError as exc:
             if "No updates are to be performed" in str(exc):
                 return StackOutcome(name, "unchanged", _outputs(stack), wanted)

@@ -11,9 +11,9 @@ from __future__ import annotations
 import importlib
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 
 def function_arn(region: str, account_id: str, function_name: str) -> str:
@@ -64,3 +64,25 @@ def load_handler(handler: str) -> Handler:
         reset()  # a new "cold start": settings and clients are read again from the environment
     fn: Handler = getattr(module, function_name)
     return fn
+
+
+# Lambda's synchronous invocation payload limit, request and response (AWS, "Lambda quotas").
+MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
+
+
+class SizedRecord(Protocol):
+    @property
+    def event_bytes(self) -> int: ...  # what the record adds to the invocation event
+
+
+def records_within_payload(
+    records: Sequence[SizedRecord], envelope_bytes: int, limit: int = MAX_PAYLOAD_BYTES
+) -> int:
+    """How many leading records fit in one invocation payload (always at least one: a record
+    too large alone is still tried, and fails as Lambda would fail it)."""
+    total = envelope_bytes
+    for count, record in enumerate(records):
+        total += record.event_bytes
+        if total > limit:
+            return max(1, count)
+    return len(records)

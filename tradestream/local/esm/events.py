@@ -17,8 +17,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 # Synchronous invocation payload limit (request), which caps how many records fit in one batch.
-MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
-_EVENT_ENVELOPE_BYTES = len('{"Records":[]}')
+EVENT_ENVELOPE_BYTES = len('{"Records":[]}')
 
 FailureCondition = Literal["RetryAttemptsExhausted", "RecordAgeExceeded"]
 
@@ -41,7 +40,7 @@ class StreamRecord:
 
 
 @dataclass(frozen=True)
-class EventSource:
+class KinesisEventSource:
     """What every record of one mapping's events shares."""
 
     stream_arn: str
@@ -49,7 +48,9 @@ class EventSource:
     invoke_identity_arn: str
 
 
-def from_get_records(shard_id: str, raw: Mapping[str, Any], source: EventSource) -> StreamRecord:
+def from_get_records(
+    shard_id: str, raw: Mapping[str, Any], source: KinesisEventSource
+) -> StreamRecord:
     """Turn one boto3 GetRecords entry into a StreamRecord, measuring its event size once."""
     arrival = raw["ApproximateArrivalTimestamp"]
     record = StreamRecord(
@@ -63,7 +64,7 @@ def from_get_records(shard_id: str, raw: Mapping[str, Any], source: EventSource)
     return replace(record, event_bytes=size)
 
 
-def event_record(record: StreamRecord, source: EventSource) -> dict[str, Any]:
+def event_record(record: StreamRecord, source: KinesisEventSource) -> dict[str, Any]:
     """One entry of the event's ``Records``, with AWS's keys in AWS's order."""
     return {
         "kinesis": {
@@ -83,19 +84,9 @@ def event_record(record: StreamRecord, source: EventSource) -> dict[str, Any]:
     }
 
 
-def build_event(records: Sequence[StreamRecord], source: EventSource) -> dict[str, Any]:
+def kinesis_event(records: Sequence[StreamRecord], source: KinesisEventSource) -> dict[str, Any]:
     """A fresh event per invocation: Lambda hands every attempt newly parsed JSON."""
     return {"Records": [event_record(record, source) for record in records]}
-
-
-def records_within_payload(records: Sequence[StreamRecord], limit: int = MAX_PAYLOAD_BYTES) -> int:
-    """How many leading records fit in one invocation payload (always at least one)."""
-    total = _EVENT_ENVELOPE_BYTES
-    for count, record in enumerate(records):
-        total += record.event_bytes
-        if total > limit:
-            return max(1, count)
-    return len(records)
 
 
 # --- the function's answer ---------------------------------------------------------------------
@@ -124,7 +115,7 @@ def function_error() -> Outcome:
     return Outcome("function_error", response_context=response_context(function_error=True))
 
 
-def interpret_response(
+def read_batch_response(
     response: Any, records: Sequence[StreamRecord], *, report_batch_item_failures: bool
 ) -> Outcome:
     """Read a function's return value as Lambda does for a Kinesis batch.

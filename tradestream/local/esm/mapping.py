@@ -49,14 +49,14 @@ from typing import Any
 from tradestream import aws
 from tradestream.cfn.template import MappingSettings, NotEmulatedError
 from tradestream.local.esm.events import (
-    EventSource,
     FailureCondition,
+    KinesisEventSource,
     Outcome,
-    build_event,
     from_get_records,
     function_error,
-    interpret_response,
+    kinesis_event,
     on_failure_record,
+    read_batch_response,
 )
 from tradestream.local.esm.state import (
     Batch,
@@ -125,7 +125,7 @@ class KinesisEventSourceMapping(KinesisConsumer):
         self._function_timeout_s = function_timeout_s
         self._memory_limit_in_mb = memory_limit_in_mb
         self._clock = clock
-        self._source = EventSource(
+        self._source = KinesisEventSource(
             stream_arn=stream_arn,
             region=region,
             invoke_identity_arn=invoke_identity_arn
@@ -302,7 +302,7 @@ class KinesisEventSourceMapping(KinesisConsumer):
             timeout_s=self._function_timeout_s,
             memory_limit_in_mb=self._memory_limit_in_mb,
         )
-        event = build_event(batch.records, self._source)
+        event = kinesis_event(batch.records, self._source)
         with self._lock:
             self._stats.invocations += 1
             self._stats.records_delivered += len(batch)
@@ -320,7 +320,7 @@ class KinesisEventSourceMapping(KinesisConsumer):
         if context.overran:
             log.error("%s ran past its %ss timeout", self.function_name, self._function_timeout_s)
             return function_error()
-        return interpret_response(
+        return read_batch_response(
             response,
             batch.records,
             report_batch_item_failures=self.settings.report_batch_item_failures,

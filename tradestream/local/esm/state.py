@@ -17,8 +17,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from tradestream.cfn.template import MappingSettings
-from tradestream.local.esm.events import Outcome, StreamRecord, records_within_payload
+from tradestream.local.esm.events import EVENT_ENVELOPE_BYTES, Outcome, StreamRecord
 from tradestream.local.kinesis_consumer import ShardCursor
+from tradestream.local.lambda_runtime import records_within_payload
 
 
 @dataclass(frozen=True)
@@ -125,7 +126,7 @@ class MappingShard(ShardCursor):
         if not self.buffer or not self._batch_due(now, settings):
             return None
         candidates = [self.buffer[i] for i in range(min(settings.batch_size, len(self.buffer)))]
-        count = records_within_payload(candidates)
+        count = records_within_payload(candidates, EVENT_ENVELOPE_BYTES)
         for _ in range(count):
             self.buffer.popleft()
         self.window_opened = now if self.buffer else None
@@ -135,7 +136,7 @@ class MappingShard(ShardCursor):
     def _batch_due(self, now: float, settings: MappingSettings) -> bool:
         if len(self.buffer) >= settings.batch_size or self.closed:
             return True
-        if records_within_payload(self.buffer) < len(self.buffer):
+        if records_within_payload(self.buffer, EVENT_ENVELOPE_BYTES) < len(self.buffer):
             return True  # the 6 MB payload is full before BatchSize is
         return self.window_remaining(now, settings) <= 0
 

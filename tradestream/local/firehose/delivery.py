@@ -51,19 +51,18 @@ from datetime import datetime
 from typing import Any, Literal
 
 from tradestream import aws
-from tradestream.local.esm.events import MAX_PAYLOAD_BYTES
 from tradestream.local.firehose.events import (
     FUNCTION_ERROR,
     FUNCTION_TIMED_OUT,
     BatchFailure,
-    EventSource,
+    DeliveryStreamSource,
     RecordOutcome,
     SourceRecord,
-    build_event,
     error_envelope,
     from_get_records,
-    interpret_response,
+    read_transformation_response,
     response_too_large,
+    transformation_event,
 )
 from tradestream.local.firehose.prefix import (
     PROCESSING_FAILED,
@@ -80,7 +79,7 @@ from tradestream.local.firehose.state import (
     ProcessorBuffer,
 )
 from tradestream.local.kinesis_consumer import Fetched, KinesisConsumer, ShardCursor, ShardReaders
-from tradestream.local.lambda_runtime import LambdaContext, function_arn
+from tradestream.local.lambda_runtime import MAX_PAYLOAD_BYTES, LambdaContext, function_arn
 
 Handler = Callable[[dict[str, Any], Any], Any]
 StartingPosition = Literal["LATEST", "TRIM_HORIZON"]
@@ -150,7 +149,9 @@ class FirehoseEmulation(KinesisConsumer):
         self._poll_interval_s = poll_interval_s
         self._retry_delay_s = retry_delay_s
         self._max_buffered_bytes = max_buffered_bytes
-        self._source = EventSource(self.delivery_stream_arn, settings.source_stream_arn, region)
+        self._source = DeliveryStreamSource(
+            self.delivery_stream_arn, settings.source_stream_arn, region
+        )
         self._prefixes = settings.prefixes()
         self._zone = settings.time_zone()
         self._lock = threading.Lock()
@@ -466,7 +467,7 @@ class FirehoseEmulation(KinesisConsumer):
             timeout_s=self._function_timeout_s,
             memory_limit_in_mb=self._memory_limit_in_mb,
         )
-        event = build_event(batch, self._source, str(uuid.uuid4()))
+        event = transformation_event(batch, self._source, str(uuid.uuid4()))
         with self._lock:
             self._stats.invocations += 1
         try:
@@ -479,7 +480,7 @@ class FirehoseEmulation(KinesisConsumer):
             return BatchFailure(*FUNCTION_TIMED_OUT)
         if len(text.encode()) > MAX_PAYLOAD_BYTES:
             return response_too_large(len(text.encode()))
-        return interpret_response(json.loads(text), batch, partition_keys=self._key_names)
+        return read_transformation_response(json.loads(text), batch, partition_keys=self._key_names)
 
     # --- S3 -------------------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
-from tradestream.local.esm.events import MAX_PAYLOAD_BYTES
+from tradestream.local.lambda_runtime import MAX_PAYLOAD_BYTES
 
 RESULTS = ("Ok", "Dropped", "ProcessingFailed")
 
@@ -53,7 +53,7 @@ FUNCTION_TIMED_OUT = (
 )
 MISSING_PARTITION_KEY = "DynamicPartitioning.MetadataExtractionFailed"
 
-_EVENT_ENVELOPE_BYTES = 512  # invocationId, the three ARNs and region, generously
+EVENT_ENVELOPE_BYTES = 512  # invocationId, the three ARNs and region, generously
 
 
 @dataclass(frozen=True)
@@ -106,7 +106,7 @@ def event_record(record: SourceRecord) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class EventSource:
+class DeliveryStreamSource:
     """What every transformation event of one delivery stream shares."""
 
     delivery_stream_arn: str
@@ -114,8 +114,8 @@ class EventSource:
     region: str
 
 
-def build_event(
-    records: Sequence[SourceRecord], source: EventSource, invocation_id: str
+def transformation_event(
+    records: Sequence[SourceRecord], source: DeliveryStreamSource, invocation_id: str
 ) -> dict[str, Any]:
     """A fresh event per attempt, AWS's keys in AWS's order."""
     return {
@@ -125,16 +125,6 @@ def build_event(
         "region": source.region,
         "records": [event_record(record) for record in records],
     }
-
-
-def records_within_payload(records: Sequence[SourceRecord], limit: int = MAX_PAYLOAD_BYTES) -> int:
-    """How many leading records fit in one invocation request (always at least one)."""
-    total = _EVENT_ENVELOPE_BYTES
-    for count, record in enumerate(records):
-        total += record.event_bytes
-        if total > limit:
-            return max(1, count)
-    return len(records)
 
 
 # --- the function's answer ---------------------------------------------------------------------
@@ -159,7 +149,7 @@ class BatchFailure:
     message: str
 
 
-def interpret_response(
+def read_transformation_response(
     response: Any, records: Sequence[SourceRecord], *, partition_keys: Sequence[str] = ()
 ) -> list[RecordOutcome] | BatchFailure:
     """Read a function's response as Firehose does; ``partition_keys`` are those the Prefix uses.

@@ -17,7 +17,8 @@ from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
-from tradestream.local.firehose.events import SourceRecord, records_within_payload
+from tradestream.local.firehose.events import EVENT_ENVELOPE_BYTES, SourceRecord
+from tradestream.local.lambda_runtime import records_within_payload
 
 PartitionKey = tuple[tuple[str, str], ...]  # ((name, value), ...) in the prefix's order
 
@@ -40,7 +41,7 @@ class ProcessorBuffer:
             return False
         if force or self.size >= size_limit:
             return True
-        if records_within_payload(self.records) < len(self.records):
+        if records_within_payload(self.records, EVENT_ENVELOPE_BYTES) < len(self.records):
             return True  # the 6 MB request is full before the buffer size is
         return self.wait_s(now, interval_s) <= 0
 
@@ -58,7 +59,10 @@ class ProcessorBuffer:
                 break
             count += 1
             total += len(record.data)
-        count = min(count, records_within_payload([self.records[i] for i in range(count)]))
+        count = min(
+            count,
+            records_within_payload([self.records[i] for i in range(count)], EVENT_ENVELOPE_BYTES),
+        )
         batch = [self.records.popleft() for _ in range(count)]
         self.size -= sum(len(record.data) for record in batch)
         self.opened_at = now if self.records else None
