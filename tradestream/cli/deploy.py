@@ -21,7 +21,7 @@ import click
 
 from tradestream.cfn.errors import StackFailedError
 from tradestream.deploy.errors import DeployError
-from tradestream.deploy.options import INFERENCE_MODES, STREAM_MODES
+from tradestream.deploy.options import INFERENCE_MODES, STREAM_MODES, DeployOptions
 from tradestream.deploy.targets import TARGET_NAMES
 
 _TARGET_HELP = (
@@ -107,10 +107,8 @@ def deploy_command(
     from tradestream.deploy.api import deploy
 
     with _reported():
-        outputs = deploy(
-            target,
+        options = DeployOptions(
             prefix=prefix,
-            region=region,
             stream_mode=stream_mode,
             shard_count=shards,
             inference_mode=inference,
@@ -127,6 +125,7 @@ def deploy_command(
             task_subnets=task_subnets,
             alarm_email=alarm_email,
         )
+        outputs = deploy(target, options, region=region)
     click.echo(json.dumps(outputs, sort_keys=True))
 
 

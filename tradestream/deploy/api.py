@@ -14,7 +14,6 @@ system of record; ``delete_data=True`` empties and deletes it too.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -52,27 +51,9 @@ _MIN_UNRESERVED_CONCURRENCY = 100
 
 def deploy(
     target: str,
+    options: DeployOptions | None = None,
     *,
-    prefix: str = "tradestream",
     region: str | None = None,
-    stream_mode: str = "PROVISIONED",
-    shard_count: int = 2,
-    inference_mode: str = "serverless",
-    model_artifact: Path | None = None,
-    default_model: Callable[[], Path] | None = None,
-    producer_image: str | None = None,
-    ingest_image: str | None = None,
-    finnhub_secret_arn: str = "",
-    synthetic_rate: int = 50,
-    api_keys_secret_arn: str = "",
-    certificate_arn: str = "",
-    vpc_id: str | None = None,
-    public_subnets: Sequence[str] = (),
-    task_subnets: Sequence[str] = (),
-    alarm_email: str = "",
-    reserved_concurrency: int | None = None,
-    build_dir: Path = Path("build/deploy"),
-    zips: Mapping[str, Path] | None = None,
     timeout_s: float = 3600,
 ) -> dict[str, str]:
     """Deploy to ``target`` (aws | localstack | local) and return the stacks' outputs.
@@ -81,27 +62,7 @@ def deploy(
     ``tradestream up`` uses for the same things (``stream``, ``table``, ``bucket``, ...).
     Raises ``tradestream.deploy.errors.DeployError`` subclasses with messages for the user.
     """
-    options = DeployOptions(
-        prefix=prefix,
-        stream_mode=stream_mode,
-        shard_count=shard_count,
-        inference_mode=inference_mode,
-        model_artifact=model_artifact,
-        default_model=default_model,
-        producer_image=producer_image,
-        ingest_image=ingest_image,
-        finnhub_secret_arn=finnhub_secret_arn,
-        synthetic_rate=synthetic_rate,
-        api_keys_secret_arn=api_keys_secret_arn,
-        certificate_arn=certificate_arn,
-        vpc_id=vpc_id,
-        public_subnets=tuple(public_subnets),
-        task_subnets=tuple(task_subnets),
-        alarm_email=alarm_email,
-        reserved_concurrency=reserved_concurrency,
-        build_dir=build_dir,
-        zips=dict(zips) if zips is not None else None,
-    )
+    options = options or DeployOptions()
     with endpoint(target, region) as url, explained(target, url):
         if target == "localstack":
             return deploy_localstack(timeout_s)
