@@ -10,7 +10,6 @@ from dataclasses import replace
 
 import pytest
 
-from tradestream.cfn.template import MappingSettings
 from tradestream.local.esm.events import (
     EVENT_ENVELOPE_BYTES,
     KinesisEventSource,
@@ -20,6 +19,7 @@ from tradestream.local.esm.events import (
     iso_millis,
     read_batch_response,
 )
+from tradestream.local.esm.settings import MappingSettings
 from tradestream.local.esm.state import Batch, MappingShard, settle, split_expired
 from tradestream.local.lambda_runtime import MAX_PAYLOAD_BYTES, records_within_payload
 

@@ -8,12 +8,7 @@ from typing import Any
 
 import pytest
 
-from tradestream.cfn.template import (
-    TEMPLATE_DIR,
-    NotEmulatedError,
-    load_template,
-    resolver_for,
-)
+from tradestream.cfn.template import TEMPLATE_DIR, NotEmulatedError, load_template, resolver_for
 from tradestream.local.firehose.settings import (
     MIB,
     DeliveryStreamSettings,

@@ -9,18 +9,19 @@ import pytest
 
 from tradestream.cfn.template import (
     HOTSTORE_TEMPLATE,
-    FunctionSettings,
-    InvalidMappingSettingsError,
-    MappingSettings,
     NotEmulatedError,
     TemplateError,
     effective_parameters,
-    function_settings,
     load_template,
-    mapping_settings,
     resolver_for,
     template_path,
 )
+from tradestream.local.esm.settings import (
+    InvalidMappingSettingsError,
+    MappingSettings,
+    mapping_settings,
+)
+from tradestream.local.lambda_runtime import FunctionSettings, function_settings
 
 STREAM_ARN = "arn:aws:kinesis:us-east-1:123456789012:stream/trades"
 DLQ_ARN = "arn:aws:sqs:us-east-1:123456789012:stock_trades-dlq"

@@ -1,11 +1,14 @@
-"""Read the CloudFormation templates for what the local runtime emulates instead of deploying.
+"""Read the CloudFormation templates: load them, and resolve their properties as CloudFormation
+would for a deployed stack.
 
 The templates under ``infra/cloudformation/`` are the single source of truth. Resources that moto
-cannot run without Docker (the hotstore function and its Kinesis event source mapping) are not
-created locally, so their settings are read from the template here and resolved the way
-CloudFormation would resolve them for the deployed stack: ``Ref`` to a parameter gives the deployed
-value (else the template default), ``Fn::GetAtt`` gives the deployed resource's attribute (taken
-from the stack outputs), ``Fn::If`` evaluates the template's conditions.
+cannot run without Docker (the functions, the event source mapping, the delivery stream) are not
+created locally; the emulations read their settings from the template (``tradestream.local.esm.
+settings``, ``tradestream.local.firehose.settings``, ``tradestream.local.lambda_runtime``) through
+the ``Resolver`` here, which resolves them the way CloudFormation would for the deployed stack:
+``Ref`` to a parameter gives the deployed value (else the template default), ``Fn::GetAtt`` gives
+the deployed resource's attribute (taken from the stack outputs), ``Fn::If`` evaluates the
+template's conditions.
 
 Not resolved: ``Fn::FindInMap``, ``Fn::ImportValue``, ``Fn::Select``/``Split``/``Join`` and other
 functions the templates do not use on these paths; they raise ``TemplateError`` naming the function.
@@ -18,7 +21,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import Any, cast
 
 from cfn_tools import load_yaml
 
@@ -31,29 +34,6 @@ TEMPLATE_DIR = Path(
 STREAM_TEMPLATE = "stream.yaml"
 HOTSTORE_TEMPLATE = "hotstore.yaml"
 
-EVENT_SOURCE_MAPPING = "AWS::Lambda::EventSourceMapping"
-
-StartingPosition = Literal["TRIM_HORIZON", "LATEST", "AT_TIMESTAMP"]
-STARTING_POSITIONS: tuple[StartingPosition, ...] = ("TRIM_HORIZON", "LATEST", "AT_TIMESTAMP")
-
-# Mapping properties the emulation honours, and those it can safely ignore (identity, tagging,
-# metrics). Anything else in the template is refused, so the local run never silently diverges
-# from what AWS would do with the same template.
-_EMULATED = {
-    "BatchSize",
-    "BisectBatchOnFunctionError",
-    "DestinationConfig",
-    "Enabled",
-    "FunctionResponseTypes",
-    "MaximumBatchingWindowInSeconds",
-    "MaximumRecordAgeInSeconds",
-    "MaximumRetryAttempts",
-    "ParallelizationFactor",
-    "StartingPosition",
-    "StartingPositionTimestamp",
-}
-_IGNORED = {"EventSourceArn", "FunctionName", "Tags", "MetricsConfig", "KmsKeyArn"}
-
 _PSEUDO_DEFAULTS = {"AWS::Partition": "aws", "AWS::URLSuffix": "amazonaws.com"}
 
 
@@ -63,14 +43,8 @@ class TemplateError(ValueError):
     code = "ValidationError"
 
 
-class InvalidMappingSettingsError(TemplateError):
-    """Event source mapping settings outside the ranges Lambda accepts."""
-
-    code = "InvalidParameterValueException"
-
-
 class NotEmulatedError(TemplateError):
-    """The template uses a mapping feature the local emulation does not implement."""
+    """The template uses a feature the local emulations do not implement."""
 
     code = "NotEmulated"
 
@@ -99,47 +73,6 @@ class StackTemplate:
     @classmethod
     def load(cls, path: Path) -> StackTemplate:
         return cls(body=path.read_text(encoding="utf-8"), parsed=load_template(path))
-
-
-@dataclass(frozen=True)
-class MappingSettings:
-    """The Kinesis event source mapping settings, with Lambda's defaults for absent properties."""
-
-    batch_size: int = 100
-    maximum_batching_window_s: float = 0
-    starting_position: StartingPosition = "TRIM_HORIZON"
-    starting_position_timestamp: float | None = None
-    report_batch_item_failures: bool = False
-    bisect_batch_on_function_error: bool = False
-    maximum_retry_attempts: int = -1  # -1: retry until the record expires
-    maximum_record_age_s: int = -1  # -1: no age limit beyond the stream's retention
-    on_failure_destination_arn: str | None = None
-    parallelization_factor: int = 1
-    enabled: bool = True
-
-    def __post_init__(self) -> None:
-        _check_range("BatchSize", self.batch_size, 1, 10_000)
-        _check_range("MaximumBatchingWindowInSeconds", self.maximum_batching_window_s, 0, 300)
-        _check_range("MaximumRetryAttempts", self.maximum_retry_attempts, -1, 10_000)
-        _check_range("ParallelizationFactor", self.parallelization_factor, 1, 10)
-        age = self.maximum_record_age_s
-        if age != -1:
-            _check_range("MaximumRecordAgeInSeconds", age, 60, 604_800)
-        if self.starting_position not in STARTING_POSITIONS:
-            raise InvalidMappingSettingsError(
-                f"StartingPosition {self.starting_position!r} is not one of {STARTING_POSITIONS}"
-            )
-        needs_timestamp = self.starting_position == "AT_TIMESTAMP"
-        if needs_timestamp != (self.starting_position_timestamp is not None):
-            raise InvalidMappingSettingsError(
-                "StartingPositionTimestamp is required with StartingPosition AT_TIMESTAMP "
-                "and refused with any other starting position"
-            )
-
-
-def _check_range(name: str, value: float, low: float, high: float) -> None:
-    if not low <= value <= high:
-        raise InvalidMappingSettingsError(f"{name} must be between {low} and {high}, got {value}")
 
 
 # --- resolving intrinsic functions -------------------------------------------------------------
@@ -236,7 +169,7 @@ class Resolver:
         if key == "Condition":
             return self.condition(argument)
         if key == "Fn::Equals":
-            left, right = (_as_parameter_string(self._resolve(side)) for side in argument)
+            left, right = (as_parameter_string(self._resolve(side)) for side in argument)
             return left == right
         if key == "Fn::Not":
             return not self._evaluate(argument[0])
@@ -261,17 +194,17 @@ def effective_parameters(
         if name in deployed:
             value = deployed[name]
         elif "Default" in spec:
-            value = _as_parameter_string(spec["Default"])
+            value = as_parameter_string(spec["Default"])
         else:
             raise TemplateError(f"parameter {name!r} has no default and no value was given")
         allowed = spec.get("AllowedValues")
-        if allowed is not None and value not in [_as_parameter_string(a) for a in allowed]:
+        if allowed is not None and value not in [as_parameter_string(a) for a in allowed]:
             raise TemplateError(f"parameter {name}={value!r} is not one of {allowed}")
         values[name] = value
     return values
 
 
-def _as_parameter_string(value: Any) -> str:
+def as_parameter_string(value: Any) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
@@ -335,94 +268,27 @@ def resolver_for(
     )
 
 
-def mapping_settings(template: Mapping[str, Any], resolver: Resolver) -> MappingSettings:
-    """Resolve the template's event source mapping into the settings the emulation runs with."""
-    _, resource = find_resource(template, EVENT_SOURCE_MAPPING)
-    raw = dict(resource.get("Properties", {}))
-    refused = set(raw) - _EMULATED - _IGNORED
-    if refused:
-        raise NotEmulatedError(
-            f"the local event source mapping does not emulate {sorted(refused)}; "
-            "implement them in tradestream/local/esm*.py before adding them to the template"
-        )
-    props = {name: resolver.resolve(raw[name]) for name in _EMULATED if name in raw}
-    props = {name: value for name, value in props.items() if value is not None}
-
-    response_types = props.get("FunctionResponseTypes", [])
-    if any(kind != "ReportBatchItemFailures" for kind in response_types):
-        raise InvalidMappingSettingsError(f"unknown FunctionResponseTypes {response_types}")
-    destination = props.get("DestinationConfig", {}).get("OnFailure", {}).get("Destination")
-    if "OnSuccess" in props.get("DestinationConfig", {}):
-        raise NotEmulatedError("OnSuccess destinations are not emulated")
-    timestamp = props.get("StartingPositionTimestamp")
-    return MappingSettings(
-        batch_size=_as_int(props, "BatchSize", 100),
-        maximum_batching_window_s=_as_int(props, "MaximumBatchingWindowInSeconds", 0),
-        starting_position=cast(StartingPosition, str(props.get("StartingPosition", ""))),
-        starting_position_timestamp=None if timestamp is None else float(timestamp),
-        report_batch_item_failures="ReportBatchItemFailures" in response_types,
-        bisect_batch_on_function_error=_as_bool(props, "BisectBatchOnFunctionError", False),
-        maximum_retry_attempts=_as_int(props, "MaximumRetryAttempts", -1),
-        maximum_record_age_s=_as_int(props, "MaximumRecordAgeInSeconds", -1),
-        on_failure_destination_arn=str(destination) if destination else None,
-        parallelization_factor=_as_int(props, "ParallelizationFactor", 1),
-        enabled=_as_bool(props, "Enabled", True),
-    )
+# --- reading resolved properties ----------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class FunctionSettings:
-    """What the local runtime needs to run a template's function in-process, as Lambda would."""
-
-    function_name: str
-    handler: str  # "package.module.function", found the way the Lambda runtime finds it
-    runtime: str
-    timeout_s: int = 3
-    memory_limit_in_mb: int = 128
-    environment: dict[str, str] = field(default_factory=dict)
-
-
-FUNCTION = "AWS::Lambda::Function"
-
-
-def function_settings(template: Mapping[str, Any], resolver: Resolver) -> FunctionSettings:
-    """Resolve the template's function (Lambda's defaults for Timeout and MemorySize).
-
-    Only the properties the local runtime uses are resolved: the role and the code location
-    refer to resources that exist only on AWS.
-    """
-    _, resource = find_resource(template, FUNCTION)
-    raw = resource.get("Properties", {})
-    props = {
-        name: resolver.resolve(raw[name])
-        for name in ("FunctionName", "Handler", "Runtime", "Timeout", "MemorySize", "Environment")
-        if name in raw
-    }
-    variables = (props.get("Environment") or {}).get("Variables", {})
-    return FunctionSettings(
-        function_name=str(props.get("FunctionName", "")),
-        handler=str(props["Handler"]),
-        runtime=str(props["Runtime"]),
-        timeout_s=_as_int(props, "Timeout", 3),
-        memory_limit_in_mb=_as_int(props, "MemorySize", 128),
-        environment={str(k): _as_parameter_string(v) for k, v in variables.items()},
-    )
-
-
-def _as_int(props: Mapping[str, Any], name: str, default: int) -> int:
+def as_int(
+    props: Mapping[str, Any], name: str, default: int, error: type[TemplateError] = TemplateError
+) -> int:
     value = props.get(name, default)
     try:
         if isinstance(value, bool) or float(value) != int(float(value)):
             raise ValueError
         return int(float(value))
     except (TypeError, ValueError):
-        raise InvalidMappingSettingsError(f"{name} must be an integer, got {value!r}") from None
+        raise error(f"{name} must be an integer, got {value!r}") from None
 
 
-def _as_bool(props: Mapping[str, Any], name: str, default: bool) -> bool:
+def as_bool(
+    props: Mapping[str, Any], name: str, default: bool, error: type[TemplateError] = TemplateError
+) -> bool:
     value = props.get(name, default)
     if isinstance(value, bool):
         return value
     if isinstance(value, str) and value.lower() in ("true", "false"):
         return value.lower() == "true"
-    raise InvalidMappingSettingsError(f"{name} must be true or false, got {value!r}")
+    raise error(f"{name} must be true or false, got {value!r}")

@@ -27,13 +27,11 @@ from tradestream.cfn.stacks import Stacks, resolver, stack_name
 from tradestream.cfn.template import (
     HOTSTORE_TEMPLATE,
     STREAM_TEMPLATE,
-    FunctionSettings,
-    MappingSettings,
     StackTemplate,
-    function_settings,
-    mapping_settings,
     template_path,
 )
+from tradestream.local.esm.settings import MappingSettings, mapping_settings
+from tradestream.local.lambda_runtime import FunctionSettings, function_settings
 
 log = logging.getLogger(__name__)
 

@@ -27,17 +27,13 @@ from urllib.parse import urlsplit
 from tradestream import aws
 from tradestream.cfn.fixups import apply_bucket_settings
 from tradestream.cfn.stacks import Stacks, resolver, stack_name
-from tradestream.cfn.template import (
-    FunctionSettings,
-    StackTemplate,
-    function_settings,
-    template_path,
-)
+from tradestream.cfn.template import StackTemplate, template_path
 from tradestream.local.firehose.settings import (
     LAKE_TEMPLATE,
     DeliveryStreamSettings,
     delivery_stream_settings,
 )
+from tradestream.local.lambda_runtime import FunctionSettings, function_settings
 
 log = logging.getLogger(__name__)
 

@@ -1,6 +1,12 @@
-"""A Lambda context object for handlers invoked in-process by the local emulations.
+"""Running a template's Lambda function in this process, as the Lambda Python runtime would.
 
-It carries the attributes the Python runtime's context has, so handlers (and Powertools'
+- ``FunctionSettings``: the function as the template declares it (name, handler, timeout, memory,
+  environment), resolved with the deployed stack's values;
+- ``load_handler``: the handler found from its ``Handler`` string, with fresh module state;
+- ``LambdaContext``: the context object handlers get;
+- ``records_within_payload``: Lambda's 6 MB synchronous payload limit, for both emulations.
+
+The context carries the attributes the Python runtime's context has, so handlers (and Powertools'
 ``inject_lambda_context``) read it exactly as in Lambda. Not emulated: ``identity`` and
 ``client_context`` are always None (they only exist for mobile SDK invocations), and the timeout is
 only reported by ``get_remaining_time_in_millis``; the caller decides what an overrun means.
@@ -11,9 +17,11 @@ from __future__ import annotations
 import importlib
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+from tradestream.cfn.template import Resolver, as_int, as_parameter_string, find_resource
 
 
 def function_arn(region: str, account_id: str, function_name: str) -> str:
@@ -86,3 +94,42 @@ def records_within_payload(
         if total > limit:
             return max(1, count)
     return len(records)
+
+
+@dataclass(frozen=True)
+class FunctionSettings:
+    """What the local runtime needs to run a template's function in-process, as Lambda would."""
+
+    function_name: str
+    handler: str  # "package.module.function", found the way the Lambda runtime finds it
+    runtime: str
+    timeout_s: int = 3
+    memory_limit_in_mb: int = 128
+    environment: dict[str, str] = field(default_factory=dict)
+
+
+FUNCTION = "AWS::Lambda::Function"
+
+
+def function_settings(template: Mapping[str, Any], resolver: Resolver) -> FunctionSettings:
+    """Resolve the template's function (Lambda's defaults for Timeout and MemorySize).
+
+    Only the properties the local runtime uses are resolved: the role and the code location
+    refer to resources that exist only on AWS.
+    """
+    _, resource = find_resource(template, FUNCTION)
+    raw = resource.get("Properties", {})
+    props = {
+        name: resolver.resolve(raw[name])
+        for name in ("FunctionName", "Handler", "Runtime", "Timeout", "MemorySize", "Environment")
+        if name in raw
+    }
+    variables = (props.get("Environment") or {}).get("Variables", {})
+    return FunctionSettings(
+        function_name=str(props.get("FunctionName", "")),
+        handler=str(props["Handler"]),
+        runtime=str(props["Runtime"]),
+        timeout_s=as_int(props, "Timeout", 3),
+        memory_limit_in_mb=as_int(props, "MemorySize", 128),
+        environment={str(k): as_parameter_string(v) for k, v in variables.items()},
+    )

@@ -16,12 +16,17 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from tradestream.cfn.template import FunctionSettings
 from tradestream.local.esm.mapping import KinesisEventSourceMapping
 from tradestream.local.firehose.delivery import FirehoseEmulation
 from tradestream.local.hot_path import DeployedStack, deploy
 from tradestream.local.lake import DeployedLake, deploy_lake
-from tradestream.local.lambda_runtime import Handler, LambdaContext, function_arn, load_handler
+from tradestream.local.lambda_runtime import (
+    FunctionSettings,
+    Handler,
+    LambdaContext,
+    function_arn,
+    load_handler,
+)
 from tradestream.local.moto_server import MotoHandle, ensure_credentials, start_moto
 from tradestream.local.settings import LocalSettings
 

@@ -47,7 +47,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from tradestream import aws
-from tradestream.cfn.template import MappingSettings, NotEmulatedError
+from tradestream.cfn.template import NotEmulatedError
 from tradestream.local.esm.events import (
     FailureCondition,
     KinesisEventSource,
@@ -58,6 +58,7 @@ from tradestream.local.esm.events import (
     on_failure_record,
     read_batch_response,
 )
+from tradestream.local.esm.settings import MappingSettings
 from tradestream.local.esm.state import (
     Batch,
     MappingShard,

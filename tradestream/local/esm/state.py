@@ -16,8 +16,8 @@ from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from tradestream.cfn.template import MappingSettings
 from tradestream.local.esm.events import EVENT_ENVELOPE_BYTES, Outcome, StreamRecord
+from tradestream.local.esm.settings import MappingSettings
 from tradestream.local.kinesis_consumer import ShardCursor
 from tradestream.local.lambda_runtime import records_within_payload
 

@@ -24,12 +24,7 @@ from datetime import UTC, tzinfo
 from typing import Any, Literal, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from tradestream.cfn.template import (
-    NotEmulatedError,
-    Resolver,
-    TemplateError,
-    find_resource,
-)
+from tradestream.cfn.template import NotEmulatedError, Resolver, TemplateError, find_resource
 from tradestream.local.firehose.prefix import Prefixes
 
 DELIVERY_STREAM = "AWS::KinesisFirehose::DeliveryStream"
