@@ -60,10 +60,11 @@ logger = Logger(service="enrich", logger_handler=logging.StreamHandler(sys.stder
 def sagemaker_client(settings: EnrichSettings) -> Any:
     # The Endpoint owns the retry budget; SDK retries underneath would multiply it and could run
     # the function into its timeout. An attempt (connect + read) ends well before the function does.
-    config = Config(
-        retries={"mode": "standard", "total_max_attempts": 1},
-        connect_timeout=settings.connect_timeout_seconds,
-        read_timeout=settings.read_timeout_seconds,
+    config = aws.NO_SDK_RETRIES.merge(
+        Config(
+            connect_timeout=settings.connect_timeout_seconds,
+            read_timeout=settings.read_timeout_seconds,
+        )
     )
     return aws.client("sagemaker-runtime", config=config)
 

@@ -49,19 +49,17 @@ class BatchResponse(TypedDict):
     batchItemFailures: list[BatchItemFailure]
 
 
-# The writer and the DLQ sender own the retry budget; SDK retries underneath would multiply it
-# (3 x MAX_WRITE_ATTEMPTS) and could run the function into its timeout.
-_NO_SDK_RETRIES = Config(
-    retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=2, read_timeout=10
-)
+# The writer and the DLQ sender own the retry budget, so the SDK does not retry (it would run
+# the function into its timeout); short timeouts leave room for their rounds within it.
+_CLIENT_CONFIG = aws.NO_SDK_RETRIES.merge(Config(connect_timeout=2, read_timeout=10))
 
 
 def dynamodb_client() -> Any:
-    return aws.client("dynamodb", config=_NO_SDK_RETRIES)
+    return aws.client("dynamodb", config=_CLIENT_CONFIG)
 
 
 def sqs_client() -> Any:
-    return aws.client("sqs", config=_NO_SDK_RETRIES)
+    return aws.client("sqs", config=_CLIENT_CONFIG)
 
 
 class Hotstore:
