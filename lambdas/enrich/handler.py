@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import logging
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -48,6 +47,7 @@ from lambdas.enrich.records import (
     partition_keys,
 )
 from lambdas.enrich.settings import EnrichSettings
+from lambdas.execution import PerEnvironment, invocation_deadline
 from tradestream import aws
 from tradestream.trade import Trade, TradeError
 
@@ -87,7 +87,9 @@ class Enricher:
 
     def process(self, event: Mapping[str, Any], context: Any = None) -> FirehoseResponse:
         parsed = FirehoseEvent.parse(event)
-        deadline = self._deadline(context)
+        deadline = invocation_deadline(
+            context, self.settings.retry_reserve_seconds, self._monotonic
+        )
         answers: dict[str, ResponseRecord] = {}
         tally: Counter[str] = Counter()
         trades = self._decode(parsed.records, answers, tally)
@@ -165,13 +167,6 @@ class Enricher:
             answers[record.record_id] = processing_failed(record)  # replaced once enriched
         return trades
 
-    def _deadline(self, context: Any) -> float | None:
-        remaining = getattr(context, "get_remaining_time_in_millis", None)
-        if not callable(remaining):
-            return None
-        left_s = float(remaining()) / 1000
-        return self._monotonic() + left_s - self.settings.retry_reserve_seconds
-
     def _log(
         self, event: FirehoseEvent, tally: Counter[str], failures: Counter[str], chunks: int
     ) -> None:
@@ -207,25 +202,15 @@ class Enricher:
 
 # -- the Lambda entry point: state reused across invocations ---------------------------------
 
-_instance: Enricher | None = None
-_lock = threading.Lock()  # the local runtime may invoke from several threads
+
+def _from_environment() -> Enricher:
+    settings = EnrichSettings()  # type: ignore[call-arg]  # required values from env
+    return Enricher(settings, sagemaker=sagemaker_client(settings))
 
 
-def enricher() -> Enricher:
-    """The cached Enricher, built from the environment on first use."""
-    global _instance
-    with _lock:
-        if _instance is None:
-            settings = EnrichSettings()  # type: ignore[call-arg]  # required values from env
-            _instance = Enricher(settings, sagemaker=sagemaker_client(settings))
-        return _instance
-
-
-def reset() -> None:
-    """Forget settings and client, as a new execution environment would."""
-    global _instance
-    with _lock:
-        _instance = None
+_warm = PerEnvironment(_from_environment)
+enricher = _warm.get  # the Enricher of this execution environment
+reset = _warm.reset  # forget settings and client, as a new execution environment would
 
 
 def _handle(event: dict[str, Any], context: Any) -> FirehoseResponse:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -24,6 +23,7 @@ from typing import Any, TypedDict
 from aws_lambda_powertools import Logger
 from botocore.config import Config
 
+from lambdas.execution import PerEnvironment, invocation_deadline
 from lambdas.hotstore.dlq import DeadLetter, DeadLetterQueue
 from lambdas.hotstore.items import Item, Key, key_of, to_item
 from lambdas.hotstore.records import PoisonRecordError, RecordRef, decode_trade
@@ -101,7 +101,9 @@ class Hotstore:
         )
 
     def process(self, event: Mapping[str, Any], context: Any = None) -> BatchResponse:
-        deadline = self._deadline(context)
+        deadline = invocation_deadline(
+            context, self.settings.retry_reserve_seconds, self._monotonic
+        )
         refs = [RecordRef.from_event_record(raw) for raw in event.get("Records", [])]
         items, records_by_key, letters = self._classify(refs)
 
@@ -153,13 +155,6 @@ class Hotstore:
             records_by_key.setdefault(key_of(item), []).append(ref.sequence_number)
         return items, records_by_key, letters
 
-    def _deadline(self, context: Any) -> float | None:
-        remaining = getattr(context, "get_remaining_time_in_millis", None)
-        if not callable(remaining):
-            return None
-        left_ms = float(remaining())
-        return self._monotonic() + left_ms / 1000 - self.settings.retry_reserve_seconds
-
     def _log_outcomes(
         self,
         write_failures: Mapping[Key, str],
@@ -205,25 +200,15 @@ def _origin(context: Any) -> dict[str, str]:
 
 # -- the Lambda entry point: state reused across invocations ---------------------------------
 
-_instance: Hotstore | None = None
-_lock = threading.Lock()  # the local runtime invokes from one thread per shard
+
+def _from_environment() -> Hotstore:
+    settings = HotstoreSettings()  # type: ignore[call-arg]  # required values from env
+    return Hotstore(settings, dynamodb=dynamodb_client(), sqs=sqs_client())
 
 
-def hotstore() -> Hotstore:
-    """The cached Hotstore, built from the environment on first use."""
-    global _instance
-    with _lock:
-        if _instance is None:
-            settings = HotstoreSettings()  # type: ignore[call-arg]  # required values from env
-            _instance = Hotstore(settings, dynamodb=dynamodb_client(), sqs=sqs_client())
-        return _instance
-
-
-def reset() -> None:
-    """Forget settings and clients, as a new execution environment would."""
-    global _instance
-    with _lock:
-        _instance = None
+_warm = PerEnvironment(_from_environment)
+hotstore = _warm.get  # the Hotstore of this execution environment
+reset = _warm.reset  # forget settings and clients, as a new execution environment would
 
 
 def _handle(event: dict[str, Any], context: Any) -> BatchResponse:
