@@ -25,17 +25,21 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.data_classes.kinesis_firehose_event import (
+    KinesisFirehoseRecord,
+)
 from botocore.config import Config
 
 from lambdas.enrich.chunks import chunk
 from lambdas.enrich.firehose import (
-    FirehoseEvent,
-    FirehoseRecord,
-    FirehoseResponse,
-    ResponseRecord,
+    Answer,
+    TransformationBatch,
+    TransformationResponse,
     dropped,
     ok,
     processing_failed,
+    read_batch,
+    response,
 )
 from lambdas.enrich.inference import Endpoint
 from lambdas.enrich.records import (
@@ -85,14 +89,14 @@ class Enricher:
         self._monotonic = monotonic
         self.endpoint = Endpoint(sagemaker, settings, sleep=sleep, monotonic=monotonic, rand=rand)
 
-    def process(self, event: Mapping[str, Any], context: Any = None) -> FirehoseResponse:
-        parsed = FirehoseEvent.parse(event)
+    def process(self, event: Mapping[str, Any], context: Any = None) -> TransformationResponse:
+        batch = read_batch(event)
         deadline = invocation_deadline(
             context, self.settings.retry_reserve_seconds, self._monotonic
         )
-        answers: dict[str, ResponseRecord] = {}
+        answers: dict[str, Answer] = {}
         tally: Counter[str] = Counter()
-        trades = self._decode(parsed.records, answers, tally)
+        trades = self._decode(batch.records, answers, tally)
 
         items = [model_input(trade) for _, trade in trades]
         # A trade too large for any chunk can never be inferred (a huge condition list): it gets
@@ -114,17 +118,17 @@ class Enricher:
             for index, inference in zip(part.indexes, result.inferences, strict=True):
                 self._answer(*trades[fitting[index]], inference, answers, tally)
 
-        self._log(parsed, tally, failures, len(chunks))
+        self._log(batch, tally, failures, len(chunks))
         # Input order, each recordId once (Firehose never repeats one; if it did, one answer).
-        order = dict.fromkeys(record.record_id for record in parsed.records)
-        return {"records": [answers[record_id] for record_id in order]}
+        order = dict.fromkeys(record.record_id for record in batch.records)
+        return response(answers[record_id] for record_id in order)
 
     def _answer(
         self,
-        record: FirehoseRecord,
+        record: KinesisFirehoseRecord,
         trade: Trade,
         inference: Inference,
-        answers: dict[str, ResponseRecord],
+        answers: dict[str, Answer],
         tally: Counter[str],
     ) -> None:
         failed = isinstance(inference, InferenceFailure)
@@ -133,17 +137,17 @@ class Enricher:
             tally["inference_failed_records"] += 1
             return
         line = lake_line(trade, inference)
-        answers[record.record_id] = ok(record.record_id, line, partition_keys(trade))
+        answers[record.record_id] = ok(record, line, partition_keys(trade))
         tally["null_predictions" if failed else "predicted"] += 1
 
     def _decode(
         self,
-        records: tuple[FirehoseRecord, ...],
-        answers: dict[str, ResponseRecord],
+        records: tuple[KinesisFirehoseRecord, ...],
+        answers: dict[str, Answer],
         tally: Counter[str],
-    ) -> list[tuple[FirehoseRecord, Trade]]:
+    ) -> list[tuple[KinesisFirehoseRecord, Trade]]:
         """Valid trades to enrich; invalid records and duplicates are answered right away."""
-        trades: list[tuple[FirehoseRecord, Trade]] = []
+        trades: list[tuple[KinesisFirehoseRecord, Trade]] = []
         seen: set[str] = set()
         for record in records:
             if record.record_id in answers:
@@ -168,12 +172,12 @@ class Enricher:
         return trades
 
     def _log(
-        self, event: FirehoseEvent, tally: Counter[str], failures: Counter[str], chunks: int
+        self, batch: TransformationBatch, tally: Counter[str], failures: Counter[str], chunks: int
     ) -> None:
-        if event.unanswerable:
+        if batch.unanswerable:
             logger.error(
                 "records without a recordId cannot be answered; Firehose will retry the batch",
-                extra={"records": event.unanswerable},
+                extra={"records": batch.unanswerable},
             )
         for reason, records in failures.items():
             logger.warning(
@@ -187,8 +191,8 @@ class Enricher:
         logger.info(
             "batch enriched",
             extra={
-                "invocation_id": event.invocation_id,
-                "received": len(event.records),
+                "invocation_id": batch.event.get("invocationId"),
+                "received": len(batch.records),
                 "predicted": tally["predicted"],
                 "null_predictions": tally["null_predictions"],
                 "inference_failed_records": tally["inference_failed_records"],
@@ -213,10 +217,10 @@ enricher = _warm.get  # the Enricher of this execution environment
 reset = _warm.reset  # forget settings and client, as a new execution environment would
 
 
-def _handle(event: dict[str, Any], context: Any) -> FirehoseResponse:
+def _handle(event: dict[str, Any], context: Any) -> TransformationResponse:
     return enricher().process(event, context)
 
 
-handler: Callable[[dict[str, Any], Any], FirehoseResponse] = logger.inject_lambda_context(
+handler: Callable[[dict[str, Any], Any], TransformationResponse] = logger.inject_lambda_context(
     _handle, clear_state=True
 )
