@@ -41,7 +41,6 @@ from typing import Any
 
 from lambdas.hotstore.records import RecordRef
 from lambdas.hotstore.rounds import CallOutcome, RetryRounds
-from tradestream.retry import Backoff
 
 MAX_BATCH_ENTRIES = 10
 MAX_BATCH_BYTES = 256 * 1024  # per message and per SendMessageBatch call (sum of bodies)
@@ -128,18 +127,13 @@ class DeadLetterQueue:
         self,
         client: Any,
         queue_url: str,
+        rounds: RetryRounds,
         *,
-        max_attempts: int,
-        backoff: Backoff,
-        sleep: Callable[[float], None] = time.sleep,
-        monotonic: Callable[[], float] = time.monotonic,
         clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
     ) -> None:
         self.client = client
         self.queue_url = queue_url
-        self._rounds = RetryRounds(
-            max_attempts=max_attempts, backoff=backoff, sleep=sleep, monotonic=monotonic
-        )
+        self._rounds = rounds
         self._clock_ms = clock_ms
 
     def send(

@@ -27,6 +27,7 @@ from lambdas.execution import PerEnvironment, invocation_deadline
 from lambdas.hotstore.dlq import DeadLetter, DeadLetterQueue
 from lambdas.hotstore.items import Item, Key, key_of, to_item
 from lambdas.hotstore.records import PoisonRecordError, RecordRef, decode_trade
+from lambdas.hotstore.rounds import RetryRounds
 from lambdas.hotstore.settings import HotstoreSettings
 from lambdas.hotstore.writer import BatchWriter
 from tradestream import aws
@@ -82,22 +83,17 @@ class Hotstore:
         backoff = Backoff(
             settings.write_backoff_base_seconds, settings.write_backoff_max_seconds, rand
         )
+
+        def rounds(max_attempts: int) -> RetryRounds:
+            return RetryRounds(
+                max_attempts=max_attempts, backoff=backoff, sleep=sleep, monotonic=monotonic
+            )
+
         self.writer = BatchWriter(
-            dynamodb,
-            settings.table_name,
-            max_attempts=settings.max_write_attempts,
-            backoff=backoff,
-            sleep=sleep,
-            monotonic=monotonic,
+            dynamodb, settings.table_name, rounds(settings.max_write_attempts)
         )
         self.dlq = DeadLetterQueue(
-            sqs,
-            settings.dlq_url,
-            max_attempts=settings.max_dlq_attempts,
-            backoff=backoff,
-            sleep=sleep,
-            monotonic=monotonic,
-            clock_ms=clock_ms,
+            sqs, settings.dlq_url, rounds(settings.max_dlq_attempts), clock_ms=clock_ms
         )
 
     def process(self, event: Mapping[str, Any], context: Any = None) -> BatchResponse:

@@ -15,14 +15,12 @@ the single, explicit budget.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from lambdas.hotstore.items import Item, Key, key_of
 from lambdas.hotstore.rounds import CallOutcome, RetryRounds
-from tradestream.retry import Backoff
 
 MAX_BATCH_ITEMS = 25
 UNPROCESSED = "UnprocessedItems"
@@ -50,21 +48,10 @@ def chunked(entries: Sequence[Any], size: int = MAX_BATCH_ITEMS) -> Iterator[Seq
 
 
 class BatchWriter:
-    def __init__(
-        self,
-        client: Any,
-        table_name: str,
-        *,
-        max_attempts: int,
-        backoff: Backoff,
-        sleep: Callable[[float], None] = time.sleep,
-        monotonic: Callable[[], float] = time.monotonic,
-    ) -> None:
+    def __init__(self, client: Any, table_name: str, rounds: RetryRounds) -> None:
         self.client = client
         self.table_name = table_name
-        self._rounds = RetryRounds(
-            max_attempts=max_attempts, backoff=backoff, sleep=sleep, monotonic=monotonic
-        )
+        self._rounds = rounds
 
     def write(self, items: Iterable[Item], *, deadline: float | None = None) -> WriteResult:
         """Write the items; ``deadline`` (``monotonic`` clock) stops retries that would pass it."""
