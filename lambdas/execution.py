@@ -3,17 +3,28 @@
 An execution environment serves many invocations, so what is costly to build (settings read from
 the environment, clients) is built by the first and reused by the rest: ``PerEnvironment``.
 Its ``reset()`` forgets it as a new environment would, for tests and for the local runtime's
-"cold start". An invocation is cut off at the function's timeout, so retries must stop early
-enough for the function still to answer: ``invocation_deadline``.
+"cold start". ``lambda_handler`` is the entry point Lambda calls, over that reused state.
+An invocation is cut off at the function's timeout, so retries must stop early enough for the
+function still to answer: ``invocation_deadline``.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from collections.abc import Callable, Mapping
+from typing import Any, Generic, Protocol, TypeVar
+
+from aws_lambda_powertools import Logger
 
 T = TypeVar("T")
+R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)
+
+
+class BatchProcessor(Protocol[R_co]):
+    """A function's work for one event (``Hotstore``, ``Enricher``)."""
+
+    def process(self, event: Mapping[str, Any], context: Any = None) -> R_co: ...
 
 
 class PerEnvironment(Generic[T]):
@@ -35,6 +46,18 @@ class PerEnvironment(Generic[T]):
     def reset(self) -> None:
         with self._lock:
             self._instance = None
+
+
+def lambda_handler(
+    logger: Logger, processor: Callable[[], BatchProcessor[R]]
+) -> Callable[[dict[str, Any], Any], R]:
+    """The function Lambda calls: ``processor()`` handles the event, and every log line of the
+    invocation carries its request id (and none of the previous invocation's keys)."""
+
+    def handle(event: dict[str, Any], context: Any) -> R:
+        return processor().process(event, context)
+
+    return logger.inject_lambda_context(handle, clear_state=True)
 
 
 def invocation_deadline(

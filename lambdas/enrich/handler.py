@@ -51,7 +51,7 @@ from lambdas.enrich.records import (
     partition_keys,
 )
 from lambdas.enrich.settings import EnrichSettings
-from lambdas.execution import PerEnvironment, invocation_deadline
+from lambdas.execution import PerEnvironment, invocation_deadline, lambda_handler
 from tradestream import aws
 from tradestream.trade import Trade, TradeError
 
@@ -88,6 +88,12 @@ class Enricher:
         self.settings = settings
         self._monotonic = monotonic
         self.endpoint = Endpoint(sagemaker, settings, sleep=sleep, monotonic=monotonic, rand=rand)
+
+    @classmethod
+    def from_environment(cls) -> Enricher:
+        """Settings from the environment variables; the client from the standard AWS ones."""
+        settings = EnrichSettings()  # type: ignore[call-arg]  # required values from env
+        return cls(settings, sagemaker=sagemaker_client(settings))
 
     def process(self, event: Mapping[str, Any], context: Any = None) -> TransformationResponse:
         batch = read_batch(event)
@@ -206,21 +212,7 @@ class Enricher:
 
 # -- the Lambda entry point: state reused across invocations ---------------------------------
 
-
-def _from_environment() -> Enricher:
-    settings = EnrichSettings()  # type: ignore[call-arg]  # required values from env
-    return Enricher(settings, sagemaker=sagemaker_client(settings))
-
-
-_warm = PerEnvironment(_from_environment)
+_warm = PerEnvironment(Enricher.from_environment)
 enricher = _warm.get  # the Enricher of this execution environment
 reset = _warm.reset  # forget settings and client, as a new execution environment would
-
-
-def _handle(event: dict[str, Any], context: Any) -> TransformationResponse:
-    return enricher().process(event, context)
-
-
-handler: Callable[[dict[str, Any], Any], TransformationResponse] = logger.inject_lambda_context(
-    _handle, clear_state=True
-)
+handler = lambda_handler(logger, enricher)

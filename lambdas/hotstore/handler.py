@@ -23,7 +23,7 @@ from typing import Any, TypedDict
 from aws_lambda_powertools import Logger
 from botocore.config import Config
 
-from lambdas.execution import PerEnvironment, invocation_deadline
+from lambdas.execution import PerEnvironment, invocation_deadline, lambda_handler
 from lambdas.hotstore.dlq import DeadLetter, DeadLetterQueue
 from lambdas.hotstore.items import Item, Key, key_of, to_item
 from lambdas.hotstore.records import PoisonRecordError, RecordRef, decode_trade
@@ -95,6 +95,12 @@ class Hotstore:
         self.dlq = DeadLetterQueue(
             sqs, settings.dlq_url, rounds(settings.max_dlq_attempts), clock_ms=clock_ms
         )
+
+    @classmethod
+    def from_environment(cls) -> Hotstore:
+        """Settings from the environment variables; clients from the standard AWS ones."""
+        settings = HotstoreSettings()  # type: ignore[call-arg]  # required values from env
+        return cls(settings, dynamodb=dynamodb_client(), sqs=sqs_client())
 
     def process(self, event: Mapping[str, Any], context: Any = None) -> BatchResponse:
         deadline = invocation_deadline(
@@ -196,21 +202,7 @@ def _origin(context: Any) -> dict[str, str]:
 
 # -- the Lambda entry point: state reused across invocations ---------------------------------
 
-
-def _from_environment() -> Hotstore:
-    settings = HotstoreSettings()  # type: ignore[call-arg]  # required values from env
-    return Hotstore(settings, dynamodb=dynamodb_client(), sqs=sqs_client())
-
-
-_warm = PerEnvironment(_from_environment)
+_warm = PerEnvironment(Hotstore.from_environment)
 hotstore = _warm.get  # the Hotstore of this execution environment
 reset = _warm.reset  # forget settings and clients, as a new execution environment would
-
-
-def _handle(event: dict[str, Any], context: Any) -> BatchResponse:
-    return hotstore().process(event, context)
-
-
-handler: Callable[[dict[str, Any], Any], BatchResponse] = logger.inject_lambda_context(
-    _handle, clear_state=True
-)
+handler = lambda_handler(logger, hotstore)
