@@ -19,24 +19,27 @@ from __future__ import annotations
 
 import logging
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
 from typing import Any
 
 from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.data_classes.kinesis_firehose_event import (
+    KinesisFirehoseRecord,
+)
 from botocore.config import Config
 
 from lambdas.enrich.chunks import chunk
 from lambdas.enrich.firehose import (
-    FirehoseEvent,
-    FirehoseRecord,
-    FirehoseResponse,
-    ResponseRecord,
+    Answer,
+    TransformationBatch,
+    TransformationResponse,
     dropped,
     ok,
     processing_failed,
+    read_batch,
+    response,
 )
 from lambdas.enrich.inference import Endpoint
 from lambdas.enrich.records import (
@@ -48,6 +51,7 @@ from lambdas.enrich.records import (
     partition_keys,
 )
 from lambdas.enrich.settings import EnrichSettings
+from lambdas.execution import PerEnvironment, invocation_deadline, lambda_handler
 from tradestream import aws
 from tradestream.trade import Trade, TradeError
 
@@ -60,10 +64,11 @@ logger = Logger(service="enrich", logger_handler=logging.StreamHandler(sys.stder
 def sagemaker_client(settings: EnrichSettings) -> Any:
     # The Endpoint owns the retry budget; SDK retries underneath would multiply it and could run
     # the function into its timeout. An attempt (connect + read) ends well before the function does.
-    config = Config(
-        retries={"mode": "standard", "total_max_attempts": 1},
-        connect_timeout=settings.connect_timeout_seconds,
-        read_timeout=settings.read_timeout_seconds,
+    config = aws.NO_SDK_RETRIES.merge(
+        Config(
+            connect_timeout=settings.connect_timeout_seconds,
+            read_timeout=settings.read_timeout_seconds,
+        )
     )
     return aws.client("sagemaker-runtime", config=config)
 
@@ -84,12 +89,20 @@ class Enricher:
         self._monotonic = monotonic
         self.endpoint = Endpoint(sagemaker, settings, sleep=sleep, monotonic=monotonic, rand=rand)
 
-    def process(self, event: Mapping[str, Any], context: Any = None) -> FirehoseResponse:
-        parsed = FirehoseEvent.parse(event)
-        deadline = self._deadline(context)
-        answers: dict[str, ResponseRecord] = {}
+    @classmethod
+    def from_environment(cls) -> Enricher:
+        """Settings from the environment variables; the client from the standard AWS ones."""
+        settings = EnrichSettings()  # type: ignore[call-arg]  # required values from env
+        return cls(settings, sagemaker=sagemaker_client(settings))
+
+    def process(self, event: Mapping[str, Any], context: Any = None) -> TransformationResponse:
+        batch = read_batch(event)
+        deadline = invocation_deadline(
+            context, self.settings.retry_reserve_seconds, self._monotonic
+        )
+        answers: dict[str, Answer] = {}
         tally: Counter[str] = Counter()
-        trades = self._decode(parsed.records, answers, tally)
+        trades = self._decode(batch.records, answers, tally)
 
         items = [model_input(trade) for _, trade in trades]
         # A trade too large for any chunk can never be inferred (a huge condition list): it gets
@@ -111,17 +124,17 @@ class Enricher:
             for index, inference in zip(part.indexes, result.inferences, strict=True):
                 self._answer(*trades[fitting[index]], inference, answers, tally)
 
-        self._log(parsed, tally, failures, len(chunks))
+        self._log(batch, tally, failures, len(chunks))
         # Input order, each recordId once (Firehose never repeats one; if it did, one answer).
-        order = dict.fromkeys(record.record_id for record in parsed.records)
-        return {"records": [answers[record_id] for record_id in order]}
+        order = dict.fromkeys(record.record_id for record in batch.records)
+        return response(answers[record_id] for record_id in order)
 
     def _answer(
         self,
-        record: FirehoseRecord,
+        record: KinesisFirehoseRecord,
         trade: Trade,
         inference: Inference,
-        answers: dict[str, ResponseRecord],
+        answers: dict[str, Answer],
         tally: Counter[str],
     ) -> None:
         failed = isinstance(inference, InferenceFailure)
@@ -130,17 +143,17 @@ class Enricher:
             tally["inference_failed_records"] += 1
             return
         line = lake_line(trade, inference)
-        answers[record.record_id] = ok(record.record_id, line, partition_keys(trade))
+        answers[record.record_id] = ok(record, line, partition_keys(trade))
         tally["null_predictions" if failed else "predicted"] += 1
 
     def _decode(
         self,
-        records: tuple[FirehoseRecord, ...],
-        answers: dict[str, ResponseRecord],
+        records: tuple[KinesisFirehoseRecord, ...],
+        answers: dict[str, Answer],
         tally: Counter[str],
-    ) -> list[tuple[FirehoseRecord, Trade]]:
+    ) -> list[tuple[KinesisFirehoseRecord, Trade]]:
         """Valid trades to enrich; invalid records and duplicates are answered right away."""
-        trades: list[tuple[FirehoseRecord, Trade]] = []
+        trades: list[tuple[KinesisFirehoseRecord, Trade]] = []
         seen: set[str] = set()
         for record in records:
             if record.record_id in answers:
@@ -164,20 +177,13 @@ class Enricher:
             answers[record.record_id] = processing_failed(record)  # replaced once enriched
         return trades
 
-    def _deadline(self, context: Any) -> float | None:
-        remaining = getattr(context, "get_remaining_time_in_millis", None)
-        if not callable(remaining):
-            return None
-        left_s = float(remaining()) / 1000
-        return self._monotonic() + left_s - self.settings.retry_reserve_seconds
-
     def _log(
-        self, event: FirehoseEvent, tally: Counter[str], failures: Counter[str], chunks: int
+        self, batch: TransformationBatch, tally: Counter[str], failures: Counter[str], chunks: int
     ) -> None:
-        if event.unanswerable:
+        if batch.unanswerable:
             logger.error(
                 "records without a recordId cannot be answered; Firehose will retry the batch",
-                extra={"records": event.unanswerable},
+                extra={"records": batch.unanswerable},
             )
         for reason, records in failures.items():
             logger.warning(
@@ -191,8 +197,8 @@ class Enricher:
         logger.info(
             "batch enriched",
             extra={
-                "invocation_id": event.invocation_id,
-                "received": len(event.records),
+                "invocation_id": batch.event.get("invocationId"),
+                "received": len(batch.records),
                 "predicted": tally["predicted"],
                 "null_predictions": tally["null_predictions"],
                 "inference_failed_records": tally["inference_failed_records"],
@@ -206,31 +212,7 @@ class Enricher:
 
 # -- the Lambda entry point: state reused across invocations ---------------------------------
 
-_instance: Enricher | None = None
-_lock = threading.Lock()  # the local runtime may invoke from several threads
-
-
-def enricher() -> Enricher:
-    """The cached Enricher, built from the environment on first use."""
-    global _instance
-    with _lock:
-        if _instance is None:
-            settings = EnrichSettings()  # type: ignore[call-arg]  # required values from env
-            _instance = Enricher(settings, sagemaker=sagemaker_client(settings))
-        return _instance
-
-
-def reset() -> None:
-    """Forget settings and client, as a new execution environment would."""
-    global _instance
-    with _lock:
-        _instance = None
-
-
-def _handle(event: dict[str, Any], context: Any) -> FirehoseResponse:
-    return enricher().process(event, context)
-
-
-handler: Callable[[dict[str, Any], Any], FirehoseResponse] = logger.inject_lambda_context(
-    _handle, clear_state=True
-)
+_warm = PerEnvironment(Enricher.from_environment)
+enricher = _warm.get  # the Enricher of this execution environment
+reset = _warm.reset  # forget settings and client, as a new execution environment would
+handler = lambda_handler(logger, enricher)

@@ -13,7 +13,11 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-from lambdas.enrich.firehose import FirehoseRecord
+from aws_lambda_powertools.utilities.data_classes.kinesis_firehose_event import (
+    KinesisFirehoseRecord,
+)
+
+from lambdas.enrich.firehose import payload
 from tradestream.trade import Trade, TradeError
 
 
@@ -31,13 +35,13 @@ class InferenceFailure:
 Inference = Prediction | InferenceFailure
 
 
-def decode_trade(record: FirehoseRecord) -> Trade:
+def decode_trade(record: KinesisFirehoseRecord) -> Trade:
     """The record's trade; TradeError (a ValueError) for anything that is not one."""
     try:
-        payload = record.payload()
+        data = payload(record)
     except ValueError as exc:
         raise TradeError(str(exc)) from exc
-    return Trade.from_record(payload)
+    return Trade.from_record(data)
 
 
 def lake_line(trade: Trade, inference: Inference) -> bytes:

@@ -2,6 +2,6 @@
 
 Entry point for Lambda: ``lambdas.hotstore.handler.handler``. Modules, from the edge inwards:
 ``records`` (decode and classify one Kinesis record), ``items`` (trade -> DynamoDB item),
-``writer`` (batched BatchWriteItem with retries), ``dlq`` (poison records -> SQS),
-``settings`` and ``retry``.
+``writer`` (batched BatchWriteItem), ``dlq`` (poison records -> SQS), ``rounds`` (how both
+retry) and ``settings``.
 """

@@ -39,10 +39,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
-
 from lambdas.hotstore.records import RecordRef
-from tradestream.retry import Backoff, error_code, is_transient
+from lambdas.hotstore.rounds import CallOutcome, RetryRounds
 
 MAX_BATCH_ENTRIES = 10
 MAX_BATCH_BYTES = 256 * 1024  # per message and per SendMessageBatch call (sum of bodies)
@@ -129,21 +127,13 @@ class DeadLetterQueue:
         self,
         client: Any,
         queue_url: str,
+        rounds: RetryRounds,
         *,
-        max_attempts: int,
-        backoff: Backoff,
-        sleep: Callable[[float], None] = time.sleep,
-        monotonic: Callable[[], float] = time.monotonic,
         clock_ms: Callable[[], int] = lambda: time.time_ns() // 1_000_000,
     ) -> None:
-        if max_attempts < 1:
-            raise ValueError("max_attempts must be at least 1")
         self.client = client
         self.queue_url = queue_url
-        self.max_attempts = max_attempts
-        self.backoff = backoff
-        self._sleep = sleep
-        self._monotonic = monotonic
+        self._rounds = rounds
         self._clock_ms = clock_ms
 
     def send(
@@ -156,65 +146,26 @@ class DeadLetterQueue:
         """Send every letter; per-entry and whole-call failures are retried within the budget."""
         now = self._clock_ms()
         # Entry ids are positions: unique within a call, as SendMessageBatch requires.
-        pending = {
+        bodies = {
             str(i): message_body(letter, failed_at_ms=now, extra=extra)
             for i, letter in enumerate(letters)
         }
-        result = DeadLetterResult()
-        failed: dict[str, str] = {}
-        last_error: dict[str, str] = {}
-        attempt = 0
-        while pending and attempt < self.max_attempts:
-            if attempt and not self._wait(attempt, deadline):
-                break
-            attempt += 1
-            retry: dict[str, str] = {}
-            for batch in packed(list(pending.items())):
-                result.calls += 1
-                self._send(dict(batch), retry, failed, last_error)
-            pending = retry
-        failed.update({entry_id: last_error[entry_id] for entry_id in pending})
-        result.failed = [(letters[int(i)], code) for i, code in sorted(failed.items(), key=_pos)]
-        result.sent = [letter for i, letter in enumerate(letters) if str(i) not in failed]
-        return result
+        done = self._rounds.run(bodies, packed, self._call, deadline=deadline)
+        return DeadLetterResult(
+            sent=[letter for i, letter in enumerate(letters) if str(i) not in done.failed],
+            failed=[(letters[int(i)], code) for i, code in sorted(done.failed.items(), key=_pos)],
+            calls=done.calls,
+        )
 
-    def _wait(self, retry: int, deadline: float | None) -> bool:
-        delay = self.backoff.delay(retry)
-        if deadline is not None and self._monotonic() + delay >= deadline:
-            return False
-        self._sleep(delay)
-        return True
-
-    def _send(
-        self,
-        batch: dict[str, str],
-        retry: dict[str, str],
-        failed: dict[str, str],
-        last_error: dict[str, str],
-    ) -> None:
+    def _call(self, batch: dict[str, str]) -> CallOutcome[str]:
         entries = [{"Id": entry_id, "MessageBody": body} for entry_id, body in batch.items()]
-        try:
-            response = self.client.send_message_batch(QueueUrl=self.queue_url, Entries=entries)
-        except ParamValidationError:
-            raise  # a bug in this module, not a condition to report per record
-        except (ClientError, BotoCoreError) as exc:
-            code = error_code(exc)
-            if is_transient(exc):
-                retry.update(batch)
-                last_error.update(dict.fromkeys(batch, code))
-            else:
-                failed.update(dict.fromkeys(batch, code))
-            return
+        response = self.client.send_message_batch(QueueUrl=self.queue_url, Entries=entries)
+        outcome = CallOutcome[str]()
         for entry in response.get("Failed", []):
-            entry_id, code = entry["Id"], str(entry.get("Code") or "Unknown")
-            if entry_id not in batch:
-                continue
+            code = str(entry.get("Code") or "Unknown")
             # SenderFault: the entry itself is wrong and would fail again; otherwise SQS erred.
-            if entry.get("SenderFault"):
-                failed[entry_id] = code
-            else:
-                retry[entry_id] = batch[entry_id]
-                last_error[entry_id] = code
+            (outcome.failed if entry.get("SenderFault") else outcome.retry)[entry["Id"]] = code
+        return outcome
 
 
 def _pos(item: tuple[str, str]) -> int:

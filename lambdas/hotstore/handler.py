@@ -15,7 +15,6 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -24,9 +23,11 @@ from typing import Any, TypedDict
 from aws_lambda_powertools import Logger
 from botocore.config import Config
 
+from lambdas.execution import PerEnvironment, invocation_deadline, lambda_handler
 from lambdas.hotstore.dlq import DeadLetter, DeadLetterQueue
 from lambdas.hotstore.items import Item, Key, key_of, to_item
 from lambdas.hotstore.records import PoisonRecordError, RecordRef, decode_trade
+from lambdas.hotstore.rounds import RetryRounds
 from lambdas.hotstore.settings import HotstoreSettings
 from lambdas.hotstore.writer import BatchWriter
 from tradestream import aws
@@ -49,19 +50,17 @@ class BatchResponse(TypedDict):
     batchItemFailures: list[BatchItemFailure]
 
 
-# The writer and the DLQ sender own the retry budget; SDK retries underneath would multiply it
-# (3 x MAX_WRITE_ATTEMPTS) and could run the function into its timeout.
-_NO_SDK_RETRIES = Config(
-    retries={"mode": "standard", "total_max_attempts": 1}, connect_timeout=2, read_timeout=10
-)
+# The writer and the DLQ sender own the retry budget, so the SDK does not retry (it would run
+# the function into its timeout); short timeouts leave room for their rounds within it.
+_CLIENT_CONFIG = aws.NO_SDK_RETRIES.merge(Config(connect_timeout=2, read_timeout=10))
 
 
 def dynamodb_client() -> Any:
-    return aws.client("dynamodb", config=_NO_SDK_RETRIES)
+    return aws.client("dynamodb", config=_CLIENT_CONFIG)
 
 
 def sqs_client() -> Any:
-    return aws.client("sqs", config=_NO_SDK_RETRIES)
+    return aws.client("sqs", config=_CLIENT_CONFIG)
 
 
 class Hotstore:
@@ -84,26 +83,29 @@ class Hotstore:
         backoff = Backoff(
             settings.write_backoff_base_seconds, settings.write_backoff_max_seconds, rand
         )
+
+        def rounds(max_attempts: int) -> RetryRounds:
+            return RetryRounds(
+                max_attempts=max_attempts, backoff=backoff, sleep=sleep, monotonic=monotonic
+            )
+
         self.writer = BatchWriter(
-            dynamodb,
-            settings.table_name,
-            max_attempts=settings.max_write_attempts,
-            backoff=backoff,
-            sleep=sleep,
-            monotonic=monotonic,
+            dynamodb, settings.table_name, rounds(settings.max_write_attempts)
         )
         self.dlq = DeadLetterQueue(
-            sqs,
-            settings.dlq_url,
-            max_attempts=settings.max_dlq_attempts,
-            backoff=backoff,
-            sleep=sleep,
-            monotonic=monotonic,
-            clock_ms=clock_ms,
+            sqs, settings.dlq_url, rounds(settings.max_dlq_attempts), clock_ms=clock_ms
         )
 
+    @classmethod
+    def from_environment(cls) -> Hotstore:
+        """Settings from the environment variables; clients from the standard AWS ones."""
+        settings = HotstoreSettings()  # type: ignore[call-arg]  # required values from env
+        return cls(settings, dynamodb=dynamodb_client(), sqs=sqs_client())
+
     def process(self, event: Mapping[str, Any], context: Any = None) -> BatchResponse:
-        deadline = self._deadline(context)
+        deadline = invocation_deadline(
+            context, self.settings.retry_reserve_seconds, self._monotonic
+        )
         refs = [RecordRef.from_event_record(raw) for raw in event.get("Records", [])]
         items, records_by_key, letters = self._classify(refs)
 
@@ -155,13 +157,6 @@ class Hotstore:
             records_by_key.setdefault(key_of(item), []).append(ref.sequence_number)
         return items, records_by_key, letters
 
-    def _deadline(self, context: Any) -> float | None:
-        remaining = getattr(context, "get_remaining_time_in_millis", None)
-        if not callable(remaining):
-            return None
-        left_ms = float(remaining())
-        return self._monotonic() + left_ms / 1000 - self.settings.retry_reserve_seconds
-
     def _log_outcomes(
         self,
         write_failures: Mapping[Key, str],
@@ -207,31 +202,7 @@ def _origin(context: Any) -> dict[str, str]:
 
 # -- the Lambda entry point: state reused across invocations ---------------------------------
 
-_instance: Hotstore | None = None
-_lock = threading.Lock()  # the local runtime invokes from one thread per shard
-
-
-def hotstore() -> Hotstore:
-    """The cached Hotstore, built from the environment on first use."""
-    global _instance
-    with _lock:
-        if _instance is None:
-            settings = HotstoreSettings()  # type: ignore[call-arg]  # required values from env
-            _instance = Hotstore(settings, dynamodb=dynamodb_client(), sqs=sqs_client())
-        return _instance
-
-
-def reset() -> None:
-    """Forget settings and clients, as a new execution environment would."""
-    global _instance
-    with _lock:
-        _instance = None
-
-
-def _handle(event: dict[str, Any], context: Any) -> BatchResponse:
-    return hotstore().process(event, context)
-
-
-handler: Callable[[dict[str, Any], Any], BatchResponse] = logger.inject_lambda_context(
-    _handle, clear_state=True
-)
+_warm = PerEnvironment(Hotstore.from_environment)
+hotstore = _warm.get  # the Hotstore of this execution environment
+reset = _warm.reset  # forget settings and clients, as a new execution environment would
+handler = lambda_handler(logger, hotstore)

@@ -6,8 +6,10 @@ import base64
 import json
 
 import pytest
+from aws_lambda_powertools.utilities.data_classes.kinesis_firehose_event import (
+    KinesisFirehoseRecord,
+)
 
-from lambdas.enrich.firehose import FirehoseRecord
 from lambdas.enrich.records import (
     InferenceFailure,
     Prediction,
@@ -23,14 +25,14 @@ def trade(symbol: str = "AAPL", t: int = 1_718_900_000_123) -> Trade:
     return stamped
 
 
-def record(data: bytes) -> FirehoseRecord:
-    return FirehoseRecord(record_id="r1", data=base64.b64encode(data).decode())
+def record(data: str) -> KinesisFirehoseRecord:
+    return KinesisFirehoseRecord({"recordId": "r1", "data": data})
 
 
 def test_a_valid_record_decodes_to_its_trade() -> None:
     # GIVEN a record carrying a trade WHEN decoded THEN the trade comes back unchanged
     original = trade()
-    assert decode_trade(record(original.to_record())) == original
+    assert decode_trade(record(base64.b64encode(original.to_record()).decode())) == original
 
 
 @pytest.mark.parametrize(
@@ -39,13 +41,15 @@ def test_a_valid_record_decodes_to_its_trade() -> None:
         ("not base64!", "base64"),
         (base64.b64encode(b"not json").decode(), "Invalid JSON"),
         (base64.b64encode(b'{"s":"AAPL","p":-1}').decode(), "p"),
+        # A lenient decoder would skip the "*" and find the trade: corrupt data is refused instead.
+        ("*" + base64.b64encode(trade().to_record()).decode(), "base64"),
     ],
-    ids=["not-base64", "not-json", "not-a-trade"],
+    ids=["not-base64", "not-json", "not-a-trade", "corrupt-base64"],
 )
 def test_anything_but_a_trade_is_a_trade_error(data: str, reason: str) -> None:
     # GIVEN a broken record WHEN decoded THEN TradeError says why
     with pytest.raises(TradeError, match=reason):
-        decode_trade(FirehoseRecord(record_id="r1", data=data))
+        decode_trade(record(data))
 
 
 def test_a_lake_line_is_the_trade_plus_prediction_and_version_newline_terminated() -> None:

@@ -19,6 +19,7 @@ from lambdas.hotstore.dlq import (
     packed,
 )
 from lambdas.hotstore.records import INVALID_JSON, RecordRef
+from lambdas.hotstore.rounds import RetryRounds
 from tradestream.retry import Backoff
 
 QUEUE = "https://sqs.us-east-1.amazonaws.com/123456789012/stock_trades-dlq"
@@ -53,14 +54,8 @@ class FakeSQS:
 
 
 def _queue(client: FakeSQS, attempts: int = 3) -> DeadLetterQueue:
-    return DeadLetterQueue(
-        client,
-        QUEUE,
-        max_attempts=attempts,
-        backoff=Backoff(0.01, 0.01),
-        sleep=lambda _: None,
-        clock_ms=lambda: 1718900002000,
-    )
+    rounds = RetryRounds(max_attempts=attempts, backoff=Backoff(0.01, 0.01), sleep=lambda _: None)
+    return DeadLetterQueue(client, QUEUE, rounds, clock_ms=lambda: 1718900002000)
 
 
 def test_body_keeps_reason_locator_and_the_data_as_received() -> None:

@@ -10,6 +10,7 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, ParamValidationError
 
 from lambdas.hotstore.items import Item, Key, key_of
+from lambdas.hotstore.rounds import RetryRounds
 from lambdas.hotstore.writer import MAX_BATCH_ITEMS, BatchWriter, chunked, dedupe
 from tradestream.retry import Backoff
 
@@ -66,14 +67,13 @@ def _writer(
     client: FakeDynamoDB, attempts: int = 5, **kwargs: Any
 ) -> tuple[BatchWriter, list[float]]:
     sleeps: list[float] = []
-    writer = BatchWriter(
-        client,
-        TABLE,
+    rounds = RetryRounds(
         max_attempts=attempts,
         backoff=Backoff(0.1, 1.0, rand=lambda: 1.0),  # no jitter: the ceiling itself
         sleep=sleeps.append,
         **kwargs,
     )
+    writer = BatchWriter(client, TABLE, rounds)
     return writer, sleeps
 
 
@@ -228,14 +228,13 @@ def test_retries_stop_at_the_deadline() -> None:
     def sleep(seconds: float) -> None:
         now[0] += seconds
 
-    writer = BatchWriter(
-        client,
-        TABLE,
+    rounds = RetryRounds(
         max_attempts=10,
         backoff=Backoff(0.1, 1.0, rand=lambda: 1.0),
         sleep=sleep,
         monotonic=lambda: now[0],
     )
+    writer = BatchWriter(client, TABLE, rounds)
 
     # WHEN written
     result = writer.write([_item(1)], deadline=100.25)
