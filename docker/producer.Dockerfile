@@ -4,14 +4,14 @@
 # For ECS Fargate build it for linux/amd64 (the task definitions' RuntimePlatform):
 #   docker build --platform linux/amd64 -f docker/producer.Dockerfile -t tradestream-producer .
 # Builder: a virtual environment with the dependencies first (a layer cached until pyproject.toml
-# changes), then the project. The final stage copies the environment: no pip, wheels or compilers
-# run or remain in it.
+# changes): the core's and the `producer` extra's, nothing any other deployable needs. Then the
+# project. The final stage copies the environment: no pip, wheels or compilers run or remain in it.
 FROM python:3.12.8-slim-bookworm AS builder
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN python -m venv /opt/tradestream
 WORKDIR /src
 COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > requirements.txt \
+RUN python -c "import sys, tomllib; p = tomllib.load(open('pyproject.toml', 'rb'))['project']; print('\n'.join(p['dependencies'] + p['optional-dependencies'][sys.argv[1]]))" producer > requirements.txt \
     && /opt/tradestream/bin/pip install --no-cache-dir -r requirements.txt
 COPY README.md LICENSE ./
 COPY tradestream ./tradestream

@@ -1,6 +1,6 @@
 """Training data: history from the seeded synthetic source, or what the pipeline captured.
 
-- ``synthetic_history``: the synthetic market of ``producer.sources.synthetic``, generated offline
+- ``synthetic_history``: the seeded market of ``tradestream.synthetic``, generated offline
   (no AWS, no clock), one row per distinct trade, in arrival order. Same seed, same rows.
 - ``lake_history``: the lake's objects under a prefix, read through ``tradestream.aws.client``:
   NDJSON (one enriched trade per line, what Firehose writes, optionally GZIP) and Parquet
@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
 
-from producer.sources.synthetic import raw_frames
 from tradestream import aws
+from tradestream.synthetic import raw_frames
 from tradestream.trade import stamp
 
 SYMBOLS = ("AAPL", "MSFT", "AMZN", "BINANCE:BTCUSDT")

@@ -1,9 +1,10 @@
 """The default model: trained reproducibly on first use (a few seconds), then cached.
 
 Cache: ``$XDG_CACHE_HOME/tradestream/`` (``~/.cache/tradestream/``), one extracted package per
-key. The key digests everything the model depends on (the ml/ sources, the synthetic source, the
-training settings, the numpy and scikit-learn versions), so changing the feature code can never
-serve a stale model: it trains a new one under a new key. Concurrent first uses are safe: each
+key. The key digests everything the model depends on (the ml/ sources, the synthetic market and
+the trade record its rows are stamped with, the training settings, the numpy and scikit-learn
+versions), so changing the feature code can never serve a stale model: it trains a new one under
+a new key. Concurrent first uses are safe: each
 builds in its own staging directory and renames it into place atomically.
 
 Entries would pile up as the code changes, so each use marks its entry (mtime), and adding an
@@ -24,7 +25,8 @@ from pathlib import Path
 import numpy
 import sklearn
 
-import producer.sources.synthetic
+import tradestream.synthetic
+import tradestream.trade
 from ml.package import ML_DIR, extract, package
 from ml.train import DEFAULT_HORIZON_S, DEFAULT_SEED, DEFAULT_TRADES, train
 
@@ -41,7 +43,11 @@ def cache_dir() -> Path:
 
 def default_model_key() -> str:
     digest = hashlib.sha256()
-    sources = [*sorted(ML_DIR.glob("*.py")), Path(producer.sources.synthetic.__file__)]
+    sources = [
+        *sorted(ML_DIR.glob("*.py")),
+        Path(tradestream.synthetic.__file__),
+        Path(tradestream.trade.__file__),
+    ]
     for path in sources:
         digest.update(path.name.encode() + b"\0" + path.read_bytes())
     settings = (DEFAULT_TRADES, DEFAULT_SEED, DEFAULT_HORIZON_S, numpy.__version__)

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from producer.settings import DEFAULT_SYMBOLS
-from producer.sources.synthetic import raw_frames
 from tests.support.faults import FaultProxy
 from tests.support.kinesis import create_stream, read_stream
 from tradestream.local.moto_server import MotoHandle
+from tradestream.synthetic import raw_frames
 from tradestream.trade import stamp
 
 REPO = Path(__file__).resolve().parents[2]

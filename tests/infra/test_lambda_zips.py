@@ -136,7 +136,7 @@ def test_zips_carry_the_function_and_what_it_imports_only(
         for provided in RUNTIME_PROVIDED:
             assert not any(n.startswith(f"{provided}/") for n in names), (name, provided)
         assert "tradestream/local/__init__.py" not in names
-        assert "tradestream/cli.py" not in names
+        assert not any(n.startswith(("tradestream/cli/", "tradestream/cfn/")) for n in names)
         assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
 
 

@@ -6,7 +6,8 @@ from collections import Counter
 
 import pytest
 
-from producer.sources.synthetic import SyntheticSource, raw_frames
+from producer.sources.synthetic import SyntheticSource
+from tradestream.synthetic import raw_frames
 from tradestream.trade import RawTrade, Trade, stamp
 
 SYMBOLS = ("AAPL", "MSFT", "AMZN", "BINANCE:BTCUSDT")

@@ -20,8 +20,30 @@ import click
 from tradestream.cli.deploy import deploy_command, destroy_command
 from tradestream.trade import dumps
 
+# Each command's extra (pyproject.toml); every other command runs the embedded stack: `local`.
+COMMAND_EXTRAS = {"ingest": "ingest", "model": "ml"}
+OWN_PACKAGES = {"tradestream", "producer", "ingest_api", "lambdas", "ml"}
 
-@click.group()
+
+class ExtrasGroup(click.Group):
+    """Commands import what they need when run, so ``--help`` works with the core alone; a
+    command whose extra is not installed says which one to install instead of a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ModuleNotFoundError as exc:
+            if (exc.name or "").partition(".")[0] in OWN_PACKAGES:
+                raise  # a broken installation, not a missing extra
+            command = ctx.invoked_subcommand or ""
+            extra = COMMAND_EXTRAS.get(command, "local")
+            raise click.ClickException(
+                f"`tradestream {command}` needs the {extra} extra ({exc.name} is not installed): "
+                f"pip install 'tradestream[{extra}]'"
+            ) from exc
+
+
+@click.group(cls=ExtrasGroup)
 @click.version_option(package_name="tradestream")
 def main() -> None:
     """tradestream: Kinesis + Lambda + Firehose + SageMaker + DynamoDB, runnable on a laptop."""
