@@ -78,3 +78,21 @@ def test_the_cli_package_is_where_deployables_are_wired() -> None:
     wired = {m.split(".")[0] for p in WIRING.rglob("*.py") for _, m in imported_modules(p)}
     # THEN it does launch deployables (so the rule above is not vacuous)
     assert {"producer", "ingest_api", "ml"} <= wired
+
+
+def deployable_modules() -> list[tuple[str, Path]]:
+    return sorted((d, p) for d in DEPLOYABLES for p in (ROOT / d).rglob("*.py"))
+
+
+@pytest.mark.parametrize(
+    ("deployable", "path"), deployable_modules(), ids=lambda v: str(v).replace(str(ROOT), "")
+)
+def test_a_deployable_imports_core_and_itself_only(deployable: str, path: Path) -> None:
+    # GIVEN a deployable's module WHEN its imports are read
+    others = [
+        f"{path.relative_to(ROOT)}:{line} imports {module}"
+        for line, module in imported_modules(path)
+        if module.split(".")[0] in DEPLOYABLES and module.split(".")[0] != deployable
+    ]
+    # THEN no other deployable is among them: each ships (image, zip) with core and itself only
+    assert not others, "\n".join(others)
