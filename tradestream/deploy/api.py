@@ -27,7 +27,7 @@ from tradestream.deploy.errors import TargetError, explained
 from tradestream.deploy.localstack import deploy_localstack, destroy_localstack
 from tradestream.deploy.network import network
 from tradestream.deploy.options import DeployOptions, Names
-from tradestream.deploy.plan import COMPONENTS, Component, Context
+from tradestream.deploy.plan import COMPONENTS, Component, DeployContext
 from tradestream.deploy.targets import TARGETS, Target, endpoint
 from tradestream.deploy.zips import build_lambda_zips, lambda_functions
 
@@ -91,7 +91,7 @@ def destroy(
 
 def _deploy(target: Target, options: DeployOptions, timeout_s: float) -> dict[str, str]:
     identity = aws.client("sts").get_caller_identity()
-    ctx = Context(
+    ctx = DeployContext(
         options=options,
         account=str(identity["Account"]),
         region=aws.region(),
@@ -127,7 +127,7 @@ def _deploy(target: Target, options: DeployOptions, timeout_s: float) -> dict[st
     return _report(target, ctx)
 
 
-def _prepare(component: Component, ctx: Context) -> None:
+def _prepare(component: Component, ctx: DeployContext) -> None:
     """Look up what a stack needs from the account just before it is deployed."""
     if component.name == "hotstore":
         ctx.reserved_concurrency = _reserved_concurrency(ctx)
@@ -139,7 +139,7 @@ def _template(component: Component) -> StackTemplate:
     return StackTemplate.load(TEMPLATE_DIR / component.template)
 
 
-def _upload_artifacts(ctx: Context) -> None:
+def _upload_artifacts(ctx: DeployContext) -> None:
     ctx.artifacts_bucket = ctx.output("artifacts", "BucketName")
     s3 = aws.client("s3")
     zips = ctx.options.zips or build_lambda_zips(ctx.options.build_dir / "zips")
@@ -159,7 +159,7 @@ def _model_artifact(options: DeployOptions) -> Path:
     return options.default_model()
 
 
-def _reserved_concurrency(ctx: Context) -> str | None:
+def _reserved_concurrency(ctx: DeployContext) -> str | None:
     """Keep the templates' reservations when the account can afford them, else none (-1).
 
     New accounts often have a concurrency quota of 10, and Lambda refuses any reservation that
@@ -186,7 +186,7 @@ def _reservation_default(template: str) -> int:
     return max(int(spec.get("Default", 0)), 0) if spec else 0
 
 
-def _report(target: Target, ctx: Context) -> dict[str, str]:
+def _report(target: Target, ctx: DeployContext) -> dict[str, str]:
     report = {
         "target": target.name,
         "account": ctx.account,

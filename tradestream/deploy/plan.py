@@ -18,7 +18,7 @@ from tradestream.deploy.zips import LambdaFunction
 
 
 @dataclass
-class Context:
+class DeployContext:
     options: DeployOptions
     account: str
     region: str
@@ -47,15 +47,15 @@ Parameters = dict[str, str]
 class Component:
     name: str
     template: str
-    parameters: Callable[[Context], Parameters]
+    parameters: Callable[[DeployContext], Parameters]
     wanted: Callable[[DeployOptions], bool] = lambda _: True
 
 
-def _artifacts(_: Context) -> Parameters:
+def _artifacts(_: DeployContext) -> Parameters:
     return {}
 
 
-def _stream(ctx: Context) -> Parameters:
+def _stream(ctx: DeployContext) -> Parameters:
     return {
         "StreamName": ctx.names.stream,
         "StreamMode": ctx.options.stream_mode,
@@ -63,7 +63,7 @@ def _stream(ctx: Context) -> Parameters:
     }
 
 
-def _hotstore(ctx: Context) -> Parameters:
+def _hotstore(ctx: DeployContext) -> Parameters:
     return {
         "Flavour": ctx.hotstore_flavour,
         "StreamArn": ctx.output("stream", "StreamArn"),
@@ -75,7 +75,7 @@ def _hotstore(ctx: Context) -> Parameters:
     }
 
 
-def _inference(ctx: Context) -> Parameters:
+def _inference(ctx: DeployContext) -> Parameters:
     return {
         "EndpointName": ctx.names.endpoint,
         "ModelDataBucket": ctx.artifacts_bucket,
@@ -84,7 +84,7 @@ def _inference(ctx: Context) -> Parameters:
     }
 
 
-def _lake(ctx: Context) -> Parameters:
+def _lake(ctx: DeployContext) -> Parameters:
     return {
         "Flavour": ctx.lake_flavour,
         "StreamArn": ctx.output("stream", "StreamArn"),
@@ -100,7 +100,7 @@ def _lake(ctx: Context) -> Parameters:
     }
 
 
-def _producer(ctx: Context) -> Parameters:
+def _producer(ctx: DeployContext) -> Parameters:
     network = _network(ctx)
     return {
         "StreamArn": ctx.output("stream", "StreamArn"),
@@ -113,7 +113,7 @@ def _producer(ctx: Context) -> Parameters:
     }
 
 
-def _ingest(ctx: Context) -> Parameters:
+def _ingest(ctx: DeployContext) -> Parameters:
     network = _network(ctx)
     return {
         "StreamArn": ctx.output("stream", "StreamArn"),
@@ -130,7 +130,7 @@ def _ingest(ctx: Context) -> Parameters:
 _ALB_FULL_NAME = re.compile(r"^app/[^/]+/[0-9a-f]+$")
 
 
-def _alarms(ctx: Context) -> Parameters:
+def _alarms(ctx: DeployContext) -> Parameters:
     load_balancer = ctx.outputs.get("ingest", {}).get("LoadBalancerFullName", "")
     return {
         "StreamName": ctx.names.stream,
@@ -157,7 +157,7 @@ COMPONENTS = (
 )
 
 
-def _code(ctx: Context, template: str) -> Parameters:
+def _code(ctx: DeployContext, template: str) -> Parameters:
     params: Parameters = {}
     for function in ctx.functions:
         if function.template == template:
@@ -166,13 +166,13 @@ def _code(ctx: Context, template: str) -> Parameters:
     return params
 
 
-def _concurrency(ctx: Context) -> Parameters:
+def _concurrency(ctx: DeployContext) -> Parameters:
     if ctx.reserved_concurrency is None:
         return {}
     return {"ReservedConcurrency": ctx.reserved_concurrency}
 
 
-def _network(ctx: Context) -> Network:
+def _network(ctx: DeployContext) -> Network:
     if ctx.network is None:
         raise AssertionError("the network is resolved before the ECS stacks are deployed")
     return ctx.network
