@@ -45,6 +45,11 @@ def client_config(
     )
 
 
+# For callers that retry on their own terms (tradestream.retry): the SDK must not retry under them,
+# or a budget of N attempts becomes N x 3 calls.
+NO_SDK_RETRIES = Config(retries={"mode": "standard", "total_max_attempts": 1})
+
+
 _session: boto3.session.Session | None = None
 _session_lock = threading.Lock()
 
