@@ -16,7 +16,7 @@ import uuid
 from typing import Any
 
 from bench.common import CallCounter, report, stopwatch
-from producer.publisher import PUT_CLIENT_CONFIG, KinesisPublisher
+from producer.publisher import KinesisPublisher
 from producer.sources import SyntheticSource
 from tradestream import aws
 from tradestream.local.hot_path import deploy
@@ -40,7 +40,7 @@ def naive(stream: str, trades: list[Trade]) -> dict[str, Any]:
 
 async def batched(stream: str, trades: list[Trade]) -> dict[str, Any]:
     counter = CallCounter()
-    async with aws.aio_client("kinesis", config=PUT_CLIENT_CONFIG) as kinesis:
+    async with aws.aio_client("kinesis", config=aws.NO_SDK_RETRIES) as kinesis:
         counter.attach(kinesis)
         with stopwatch() as timing:
             async with KinesisPublisher(kinesis, stream) as publisher:

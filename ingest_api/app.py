@@ -51,12 +51,13 @@ def kinesis_client(settings: IngestSettings) -> AbstractAsyncContextManager[Any]
     """
     return aws.aio_client(
         "kinesis",
-        config=Config(
-            retries={"mode": "standard", "total_max_attempts": 1},
-            parameter_validation=False,
-            read_timeout=settings.kinesis_call_timeout_seconds,
-            connect_timeout=min(5.0, settings.kinesis_call_timeout_seconds),
-            max_pool_connections=settings.put_concurrency + 2,
+        config=aws.NO_SDK_RETRIES.merge(
+            Config(
+                parameter_validation=False,
+                read_timeout=settings.kinesis_call_timeout_seconds,
+                connect_timeout=min(5.0, settings.kinesis_call_timeout_seconds),
+                max_pool_connections=settings.put_concurrency + 2,
+            )
         ),
     )
 

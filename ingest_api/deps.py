@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any, Protocol
+from typing import Annotated, Any, Protocol, TypeVar
 
 from fastapi import Depends, Request
 
@@ -27,6 +27,8 @@ from .readiness import ReadinessProbe
 from .settings import IngestSettings
 
 API_KEY_HEADER = "X-API-Key"
+
+T = TypeVar("T")
 
 
 class TradeSink(Protocol):
@@ -52,12 +54,6 @@ class IngestState:
     readiness: ReadinessProbe | None = None
 
 
-def _not_started() -> UnavailableError:
-    return UnavailableError(
-        "the service is not started", accepted=[], not_accepted=[], retry_after=1, code="NotReady"
-    )
-
-
 def ingest_state(request: Request) -> IngestState:
     state: IngestState = request.app.state.ingest
     return state
@@ -77,31 +73,35 @@ async def get_settings(state: State) -> IngestSettings:
 Settings = Annotated[IngestSettings, Depends(get_settings)]
 
 
+def _started(value: T | None) -> T:
+    """A part that exists only while the lifespan runs; 503 NotReady before it starts."""
+    if value is None:
+        raise UnavailableError(
+            "the service is not started",
+            accepted=[],
+            not_accepted=[],
+            retry_after=1,
+            code="NotReady",
+        )
+    return value
+
+
 async def get_kinesis(request: Request) -> Any:
-    state = ingest_state(request)
-    if state.kinesis is None:
-        raise _not_started()
-    return state.kinesis
+    return _started(ingest_state(request).kinesis)
 
 
 Kinesis = Annotated[Any, Depends(get_kinesis)]
 
 
 async def get_sink(request: Request) -> TradeSink:
-    state = ingest_state(request)
-    if state.batcher is None:
-        raise _not_started()
-    return state.batcher
+    return _started(ingest_state(request).batcher)
 
 
 Sink = Annotated[TradeSink, Depends(get_sink)]
 
 
 async def get_readiness(request: Request) -> ReadinessProbe:
-    state = ingest_state(request)
-    if state.readiness is None:
-        raise _not_started()
-    return state.readiness
+    return _started(ingest_state(request).readiness)
 
 
 Readiness = Annotated[ReadinessProbe, Depends(get_readiness)]

@@ -6,7 +6,8 @@ every record: for a 500-record PutRecords that is ~11 ms of CPU on the benchmark
 two JSON fields each way (AWS JSON 1.1). Everything that is not that stays botocore's: the
 endpoint, region and protocol metadata the client resolved, the credential chain (refreshed as it
 expires), SigV4 signing, and error answers, which go through botocore's own parser so the batcher
-sees the same ``ClientError`` codes as from the client. Retries are the batcher's, as with the
+sees the same ``ClientError`` codes as from the client; failures of the connection are raised as
+botocore's ``HTTPClientError``, as the client raises them. Retries are the batcher's, as with the
 client (whose own are off).
 
 Not handled here, because the batcher never needs it: endpoint rules that depend on a StreamARN
@@ -29,7 +30,7 @@ import aiohttp
 from aiobotocore.session import AioSession, get_session
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
-from botocore.exceptions import ClientError, NoCredentialsError
+from botocore.exceptions import ClientError, HTTPClientError, NoCredentialsError
 from botocore.parsers import create_parser
 
 OPERATION = "PutRecords"
@@ -62,14 +63,20 @@ class PutRecordsOverHttp:
         frozen = await (await self._credentials_chain()).get_frozen_credentials()
         request = AWSRequest("POST", self._url, data=body, headers=self._headers)
         SigV4Auth(frozen, self._signing_name, self._region).add_auth(request)
-        async with self._http.post(
-            self._url, data=body, headers=dict(request.headers), proxy=self._proxy
-        ) as answer:
-            payload = await answer.read()
-            if answer.status == 200:
-                result: dict[str, Any] = json.loads(payload)
-                return result
-            raise self._error(answer.status, answer.headers, payload)
+        try:
+            async with self._http.post(
+                self._url, data=body, headers=dict(request.headers), proxy=self._proxy
+            ) as answer:
+                payload = await answer.read()
+                status, headers = answer.status, answer.headers
+        except aiohttp.ClientError as exc:
+            # Refused, reset or cut connections, as the SDK names them: tradestream.retry judges
+            # both senders' failures alike.
+            raise HTTPClientError(error=exc) from exc
+        if status == 200:
+            result: dict[str, Any] = json.loads(payload)
+            return result
+        raise self._error(status, headers, payload)
 
     async def _credentials_chain(self) -> Any:
         # Resolved at the first call, as botocore's chain is walked once per client; the object

@@ -11,11 +11,7 @@ from typing import Literal, Self
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-MIB = 1024 * 1024
-
-# PutRecords limits (DESIGN.md, "AWS limits").
-MAX_RECORDS_PER_CALL = 500
-MAX_BYTES_PER_CALL = 5 * MIB
+from tradestream.limits import MiB
 
 
 class IngestSettings(BaseSettings):
@@ -34,7 +30,7 @@ class IngestSettings(BaseSettings):
     ingest_api_keys: SecretStr | None = None
     ingest_api_keys_secret: str | None = Field(default=None, min_length=1, max_length=2048)
 
-    max_body_bytes: int = Field(default=MIB, ge=1024, le=10 * MIB)
+    max_body_bytes: int = Field(default=MiB, ge=1024, le=10 * MiB)
     max_trades_per_request: int = Field(default=500, ge=1, le=10_000)
     # Trades dated further ahead than this are clock or unit errors, not trades.
     max_future_skew_seconds: float = Field(default=300, gt=0, le=7 * 86_400)

@@ -27,9 +27,11 @@ from types import FrameType
 import uvicorn
 from pydantic import SecretStr
 
+from tradestream.serving import bind_socket
+
 from .app import create_app
 from .keys import load_api_keys
-from .listen import bind_socket, uvicorn_config
+from .listen import uvicorn_config
 from .log import logger
 from .metrics import MULTIPROC_ENV
 from .settings import IngestSettings

@@ -22,12 +22,9 @@ import hashlib
 import json
 import re
 import shutil
-import socket
 import tempfile
-import threading
-import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -38,9 +35,10 @@ from starlette.concurrency import run_in_threadpool
 
 from ml.default_model import cache_dir, default_model_dir, mark_used, prune_cache
 from ml.package import PackageError, extract, load_inference, package, read_metadata
+from tradestream.limits import SAGEMAKER_INVOKE_MAX_PAYLOAD_BYTES
 from tradestream.logs import get_logger
+from tradestream.serving import ThreadedServer
 
-MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # InvokeEndpoint's limit
 ENDPOINT_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 VARIANT = "AllTraffic"
 START_TIMEOUT_S = 15.0
@@ -122,24 +120,8 @@ def serve(model_dir: Path | None = None, host: str = "127.0.0.1", port: int = 80
 
 
 @dataclass
-class RunningServer:
-    url: str
-    model_version: str
-    _server: uvicorn.Server = field(repr=False)
-    _thread: threading.Thread = field(repr=False)
-
-    def stop(self, timeout: float = 10.0) -> None:
-        self._server.should_exit = True
-        self._thread.join(timeout)
-        if self._thread.is_alive():  # a request outlived the grace: close connections now
-            self._server.force_exit = True
-            self._thread.join(timeout)
-
-    def __enter__(self) -> RunningServer:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+class RunningServer(ThreadedServer):
+    model_version: str = ""
 
 
 def start_in_thread(
@@ -147,42 +129,31 @@ def start_in_thread(
 ) -> RunningServer:
     """Serve in a daemon thread (port 0: a free port); returns once requests are accepted."""
     loaded = load_model(model_dir)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind((host, port))
-    bound = int(sock.getsockname()[1])
-    # log_config=None: uvicorn's default applies logging.config.dictConfig to the whole process,
-    # which re-enables every logger the host process disabled; a server in a thread must not.
     config = uvicorn.Config(
         create_app(loaded=loaded),
         host=host,
-        port=bound,
+        port=port,
         log_level="warning",
-        log_config=None,
+        log_config=None,  # see tradestream.serving
         lifespan="off",
     )
-    server = uvicorn.Server(config)
-    thread = threading.Thread(
-        target=server.run, kwargs={"sockets": [sock]}, name="model-server", daemon=True
+    return RunningServer.start(
+        config,
+        name="model-server",
+        startup_timeout=START_TIMEOUT_S,
+        model_version=loaded.model_version,
     )
-    thread.start()
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            server.should_exit = True
-            sock.close()
-            raise RuntimeError("the model server did not start")
-        time.sleep(0.01)
-    return RunningServer(f"http://{host}:{bound}", loaded.model_version, server, thread)
 
 
 async def _answer(served: LoadedModel, request: Request) -> Answer:
+    limit = SAGEMAKER_INVOKE_MAX_PAYLOAD_BYTES
+    too_large = _error_answer(413, "PayloadTooLarge", f"the body exceeds {limit} bytes")
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_PAYLOAD_BYTES:
-        return _error_answer(413, "PayloadTooLarge", f"the body exceeds {MAX_PAYLOAD_BYTES} bytes")
+    if declared.isdigit() and int(declared) > limit:  # refused before reading it
+        return too_large
     body = await request.body()
-    if len(body) > MAX_PAYLOAD_BYTES:
-        return _error_answer(413, "PayloadTooLarge", f"the body exceeds {MAX_PAYLOAD_BYTES} bytes")
+    if len(body) > limit:
+        return too_large
     content_type = request.headers.get("content-type", "")
     accept = request.headers.get("accept", "")
     # CPU-bound: off the event loop, so pings and other connections keep being served.

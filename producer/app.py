@@ -18,11 +18,12 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
-from producer.publisher import PUT_CLIENT_CONFIG, KinesisPublisher, PublisherStats
+from producer.publisher import KinesisPublisher, PublisherStats
 from producer.settings import ProducerSettings
 from producer.sources import FrameSource, build_source
 from tradestream import aws
 from tradestream.logs import get_logger
+from tradestream.retry import Backoff, RetryBudget
 
 logger = get_logger("producer")
 
@@ -83,7 +84,7 @@ async def run(
     async with contextlib.AsyncExitStack() as stack:
         if kinesis is None:
             kinesis = await stack.enter_async_context(
-                aws.aio_client("kinesis", config=PUT_CLIENT_CONFIG)
+                aws.aio_client("kinesis", config=aws.NO_SDK_RETRIES)
             )
         publisher = _publisher(settings, kinesis)
         lifecycle = _Lifecycle(settings, source, publisher, stop, on_progress)
@@ -103,9 +104,10 @@ def _publisher(settings: ProducerSettings, kinesis: Any) -> KinesisPublisher:
         batch_max_bytes=settings.batch_max_bytes,
         linger_ms=settings.linger_ms,
         buffer_max_records=settings.buffer_max_records,
-        max_put_attempts=settings.max_put_attempts,
-        backoff_base=settings.put_backoff_base_seconds,
-        backoff_max=settings.put_backoff_max_seconds,
+        retry=RetryBudget(
+            settings.max_put_attempts,
+            Backoff(settings.put_backoff_base_seconds, settings.put_backoff_max_seconds),
+        ),
     )
 
 

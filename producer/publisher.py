@@ -8,9 +8,10 @@
   unless a resend overtakes them, as with any Kinesis producer.
 - Partial failures (HTTP 200 with a per-record ``ErrorCode``): only the failed entries are resent,
   after an exponential backoff with full jitter, topped up with new records so every call stays
-  full. Whole-call failures (throttling, 5xx, connection errors) resend the whole batch the same
-  way. Other errors (stream not found, access denied, bad credentials) cannot heal by retrying:
-  they stop the publisher with a ``PublisherError`` carrying AWS's code.
+  full; an entry refused with a code ``tradestream.retry`` does not retry is failed at once.
+  Whole-call failures (throttling, 5xx, connection errors) resend the whole batch the same way.
+  Other errors (stream not found, access denied, bad credentials) cannot heal by retrying: they
+  stop the publisher with a ``PublisherError`` carrying AWS's code.
 - Retry budget: an entry is tried at most ``max_put_attempts`` times. Entries that exhaust it, and
   entries still unpublished when ``close`` hits its deadline, are never silently lost: each is
   counted in ``failed`` and logged at ERROR ("trade not published") with the full record under
@@ -22,57 +23,31 @@
   full, so memory stays bounded and a slow stream slows the source down.
 
 Counters reconcile: ``received == published + failed + buffered`` at every moment.
-The SDK's own retries are meant to be off for this client (``PUT_CLIENT_CONFIG``) so that every
-attempt is counted here.
+The SDK's own retries are meant to be off for this client (``tradestream.aws.NO_SDK_RETRIES``) so
+that every attempt is counted here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import random
-from collections import deque
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
 
-from botocore.config import Config
-from botocore.exceptions import ClientError, HTTPClientError
-from botocore.exceptions import ConnectionError as BotoConnectionError
+from botocore.exceptions import ClientError
 
-from producer.settings import (
-    KINESIS_MAX_BATCH_BYTES,
-    KINESIS_MAX_BATCH_RECORDS,
+from tradestream import kinesis
+from tradestream.kinesis import Backlog, BatchLimits, PutRecordsClient
+from tradestream.limits import (
     KINESIS_MAX_RECORD_BYTES,
+    KINESIS_PUT_RECORDS_MAX_BYTES,
+    KINESIS_PUT_RECORDS_MAX_RECORDS,
 )
 from tradestream.logs import get_logger
-from tradestream.retry import Backoff
+from tradestream.retry import Backoff, RetryBudget, error_code, is_retryable_code, is_transient
 from tradestream.trade import Trade
 
 logger = get_logger("producer")
-
-# One attempt per SDK call: the publisher's loop does the retrying, resending only what failed.
-PUT_CLIENT_CONFIG = Config(retries={"mode": "standard", "total_max_attempts": 1})
-
-# Whole-call errors worth retrying (besides every HTTP 5xx): throttling and transient states.
-RETRYABLE_CODES = frozenset(
-    {
-        "ProvisionedThroughputExceededException",
-        "ThrottlingException",
-        "Throttling",
-        "LimitExceededException",
-        "KMSThrottlingException",
-        "RequestLimitExceeded",
-        "TooManyRequestsException",
-        "RequestTimeout",
-        "RequestTimeoutException",
-        "InternalFailure",
-        "ServiceUnavailable",
-        # Role credentials rotate; the SDK fetches fresh ones on the next call.
-        "ExpiredTokenException",
-    }
-)
-TRANSIENT_ERRORS = (HTTPClientError, BotoConnectionError, OSError, TimeoutError)
 
 
 class PublisherError(Exception):
@@ -113,42 +88,33 @@ class _Entry:
 
 def record_size(trade: Trade) -> int:
     """Bytes a trade counts for against Kinesis limits: data plus partition key."""
-    return len(trade.to_record()) + len(trade.s.encode())
+    return kinesis.record_size(trade.to_record(), trade.s)
 
 
 class KinesisPublisher:
     def __init__(
         self,
-        client: Any,
+        client: PutRecordsClient,
         stream_name: str,
         *,
-        batch_max_records: int = KINESIS_MAX_BATCH_RECORDS,
-        batch_max_bytes: int = KINESIS_MAX_BATCH_BYTES,
+        batch_max_records: int = KINESIS_PUT_RECORDS_MAX_RECORDS,
+        batch_max_bytes: int = KINESIS_PUT_RECORDS_MAX_BYTES,
         linger_ms: int = 50,
         buffer_max_records: int = 10_000,
-        max_put_attempts: int = 20,
-        backoff_base: float = 0.1,
-        backoff_max: float = 5.0,
-        rng: random.Random | None = None,
+        retry: RetryBudget | None = None,
     ) -> None:
-        if not 1 <= batch_max_records <= KINESIS_MAX_BATCH_RECORDS:
-            raise ValueError(f"batch_max_records must be 1..{KINESIS_MAX_BATCH_RECORDS}")
-        if not KINESIS_MAX_RECORD_BYTES <= batch_max_bytes <= KINESIS_MAX_BATCH_BYTES:
-            raise ValueError("batch_max_bytes must be between 1 MiB and 5 MiB")
-        if buffer_max_records < 1 or max_put_attempts < 1:
-            raise ValueError("buffer_max_records and max_put_attempts must be >= 1")
+        """``retry`` bounds the tries of each entry (default: 20, 0.1 s doubling to 5 s apart)."""
+        if buffer_max_records < 1:
+            raise ValueError("buffer_max_records must be >= 1")
         self.stream_name = stream_name
         self.stats = PublisherStats()
         self.error: PublisherError | None = None
         self._client = client
-        self._max_records = batch_max_records
-        self._max_bytes = batch_max_bytes
+        self._limits = BatchLimits(batch_max_records, batch_max_bytes)
         self._linger = linger_ms / 1000
-        self._max_attempts = max_put_attempts
-        self._backoff = Backoff(backoff_base, backoff_max, rng)
+        self._budget = retry or RetryBudget(20, Backoff(0.1, 5.0))
         self._slots = asyncio.Semaphore(buffer_max_records)
-        self._pending: deque[_Entry] = deque()
-        self._pending_bytes = 0
+        self._pending: Backlog[_Entry] = Backlog()
         self._unsent: list[_Entry] = []  # taken from _pending: in flight or waiting for a resend
         self._arrived = asyncio.Event()
         self._full = asyncio.Event()
@@ -188,11 +154,9 @@ class KinesisPublisher:
                 self._task.cancel()
                 await asyncio.wait({self._task})
         reason = "shutdown deadline reached" if self.error is None else f"stopped: {self.error}"
-        for entry in [*self._unsent, *self._pending]:
+        for entry in [*self._unsent, *self._pending.clear()]:
             self._fail(entry, reason)
         self._unsent.clear()
-        self._pending.clear()
-        self._pending_bytes = 0
 
     # -- producing side ----------------------------------------------------------------------
 
@@ -200,7 +164,7 @@ class KinesisPublisher:
         """Buffer a trade, waiting while the buffer is full. False if it was dropped by policy."""
         self._check_open()
         data = trade.to_record()
-        entry = _Entry(trade.id, trade.s, data, len(data) + len(trade.s.encode()))
+        entry = _Entry(trade.id, trade.s, data, kinesis.record_size(data, trade.s))
         if entry.size > KINESIS_MAX_RECORD_BYTES:
             self.stats.dropped_by_policy += 1
             logger.warning(
@@ -213,7 +177,6 @@ class KinesisPublisher:
             self._slots.release()
             raise PublisherClosedError()
         self._pending.append(entry)
-        self._pending_bytes += entry.size
         self.stats.received += 1
         self.stats.buffered += 1
         self.stats.buffered_peak = max(self.stats.buffered_peak, self.stats.buffered)
@@ -234,13 +197,13 @@ class KinesisPublisher:
         try:
             while batch := await self._next_batch():
                 failed = await self._send(batch)
-                self._unsent = [e for e in failed if e.attempts < self._max_attempts]
+                self._unsent = [e for e in failed if self._budget.allows(e.attempts)]
                 for entry in failed:
-                    if entry.attempts >= self._max_attempts:
+                    if not self._budget.allows(entry.attempts):
                         self._fail(entry, f"{entry.last_error} after {entry.attempts} attempts")
                 if self._unsent:
                     worst = max(e.attempts for e in self._unsent)
-                    await asyncio.sleep(self._backoff.delay(worst))
+                    await asyncio.sleep(self._budget.delay(worst))
         except Exception as exc:
             # Kept, not raised: the owner sees the task end and reads ``error`` (see app.run).
             self.error = (
@@ -253,7 +216,7 @@ class KinesisPublisher:
             )
 
     def _batch_ready(self) -> bool:
-        return len(self._pending) >= self._max_records or self._pending_bytes >= self._max_bytes
+        return self._pending.full(self._limits)
 
     async def _next_batch(self) -> list[_Entry]:
         """Resends first, then new entries up to the limits; empty once closed and drained."""
@@ -271,17 +234,7 @@ class KinesisPublisher:
                         await self._full.wait()
                 except TimeoutError:
                     pass
-        batch = self._unsent
-        size = sum(e.size for e in batch)
-        while self._pending and len(batch) < self._max_records:
-            entry = self._pending[0]
-            if size + entry.size > self._max_bytes:
-                break
-            self._pending.popleft()
-            self._pending_bytes -= entry.size
-            batch.append(entry)
-            size += entry.size
-        return batch
+        return self._pending.take(self._limits, self._unsent)
 
     async def _send(self, batch: list[_Entry]) -> list[_Entry]:
         """One PutRecords call; returns the entries to try again."""
@@ -289,26 +242,29 @@ class KinesisPublisher:
         for entry in batch:
             entry.attempts += 1
         self.stats.put_calls += 1
-        records = [{"Data": e.data, "PartitionKey": e.key} for e in batch]
         try:
-            response = await self._client.put_records(StreamName=self.stream_name, Records=records)
-        except ClientError as exc:
-            code = str(exc.response.get("Error", {}).get("Code", "ClientError"))
-            status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
-            if code not in RETRYABLE_CODES and status < 500:
+            response = await self._client.put_records(
+                StreamName=self.stream_name, Records=kinesis.put_records_entries(batch)
+            )
+        except Exception as exc:
+            if is_transient(exc):
+                return self._call_failed(batch, error_code(exc))
+            if isinstance(exc, ClientError):
+                code = error_code(exc)
                 raise PublisherError(_advice(code, self.stream_name), code) from exc
-            return self._call_failed(batch, code)
-        except TRANSIENT_ERRORS as exc:
-            return self._call_failed(batch, type(exc).__name__)
-        failed = []
-        for entry, result in zip(batch, response["Records"], strict=True):
-            if "ErrorCode" in result:
-                entry.last_error = str(result["ErrorCode"])
-                failed.append(entry)
+            raise
+        accepted, refused = kinesis.split_answer(batch, response)
+        for _ in accepted:
+            self._settle()
+        self.stats.published += len(accepted)
+        again = []
+        for entry, code in refused:
+            entry.last_error = code
+            if is_retryable_code(code):
+                again.append(entry)
             else:
-                self._settle()
-                self.stats.published += 1
-        return failed
+                self._fail(entry, f"{code}, which no resend can fix")
+        return again
 
     def _call_failed(self, batch: list[_Entry], code: str) -> list[_Entry]:
         self.stats.call_errors += 1

@@ -17,13 +17,13 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from tradestream.limits import (
+    KINESIS_MAX_RECORD_BYTES,
+    KINESIS_PUT_RECORDS_MAX_BYTES,
+    KINESIS_PUT_RECORDS_MAX_RECORDS,
+)
 from tradestream.trade import SYMBOL_PATTERN
 
-MiB = 1024 * 1024
-# Kinesis PutRecords limits (DESIGN.md, "AWS limits").
-KINESIS_MAX_BATCH_RECORDS = 500
-KINESIS_MAX_BATCH_BYTES = 5 * MiB
-KINESIS_MAX_RECORD_BYTES = 1 * MiB
 # Finnhub's free plan allows 50 symbols per connection; more is refused by the server anyway.
 MAX_SYMBOLS = 50
 # ECS lets a task's stopTimeout go up to 120 s; a deadline at or above it is always cut short.
@@ -58,9 +58,13 @@ class ProducerSettings(BaseSettings):
     replay_pace: Literal["fast", "recorded"] = "fast"
 
     # A batch must hold at least one maximum-size record, or such a record could never be sent.
-    batch_max_records: int = Field(default=KINESIS_MAX_BATCH_RECORDS, ge=1, le=500)
+    batch_max_records: int = Field(
+        default=KINESIS_PUT_RECORDS_MAX_RECORDS, ge=1, le=KINESIS_PUT_RECORDS_MAX_RECORDS
+    )
     batch_max_bytes: int = Field(
-        default=KINESIS_MAX_BATCH_BYTES, ge=KINESIS_MAX_RECORD_BYTES, le=KINESIS_MAX_BATCH_BYTES
+        default=KINESIS_PUT_RECORDS_MAX_BYTES,
+        ge=KINESIS_MAX_RECORD_BYTES,
+        le=KINESIS_PUT_RECORDS_MAX_BYTES,
     )
     linger_ms: int = Field(default=50, ge=0, le=10_000)
     buffer_max_records: int = Field(default=10_000, ge=1, le=1_000_000)
@@ -134,20 +138,15 @@ class ProducerSettings(BaseSettings):
             raise ValueError(f"SYMBOLS has invalid symbols: {', '.join(bad)}")
         return value
 
-    @field_validator("reconnect_backoff_max_seconds")
+    @field_validator("reconnect_backoff_max_seconds", "put_backoff_max_seconds")
     @classmethod
-    def _reconnect_max_above_base(cls, value: float, info: ValidationInfo) -> float:
-        base = info.data.get("reconnect_backoff_base_seconds")
+    def _backoff_max_above_base(cls, value: float, info: ValidationInfo) -> float:
+        # Each *_max_* field is declared after its *_base_* twin, so the base is validated first.
+        name = str(info.field_name)
+        base_name = name.replace("_max_", "_base_")
+        base = info.data.get(base_name)
         if base is not None and value < base:
-            raise ValueError("RECONNECT_BACKOFF_MAX_SECONDS must be >= the base")
-        return value
-
-    @field_validator("put_backoff_max_seconds")
-    @classmethod
-    def _put_max_above_base(cls, value: float, info: ValidationInfo) -> float:
-        base = info.data.get("put_backoff_base_seconds")
-        if base is not None and value < base:
-            raise ValueError("PUT_BACKOFF_MAX_SECONDS must be >= PUT_BACKOFF_BASE_SECONDS")
+            raise ValueError(f"{name.upper()} must be >= the base, {base_name.upper()}")
         return value
 
 

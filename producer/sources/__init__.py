@@ -10,6 +10,7 @@ from producer.sources.base import Frame, FrameSource, SourceStats
 from producer.sources.finnhub import FinnhubSource
 from producer.sources.replay import ReplaySource
 from producer.sources.synthetic import SyntheticSource
+from tradestream.retry import Backoff
 
 __all__ = [
     "FinnhubSource",
@@ -31,8 +32,9 @@ def build_source(settings: ProducerSettings) -> FrameSource:
             settings.finnhub_api_key,
             settings.symbols,
             watchdog_seconds=settings.watchdog_seconds,
-            backoff_base=settings.reconnect_backoff_base_seconds,
-            backoff_max=settings.reconnect_backoff_max_seconds,
+            backoff=Backoff(
+                settings.reconnect_backoff_base_seconds, settings.reconnect_backoff_max_seconds
+            ),
             max_trades=settings.max_trades,
         )
     if settings.source == "replay":

@@ -28,7 +28,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -131,12 +130,11 @@ class FinnhubSource:
         symbols: Sequence[str],
         *,
         watchdog_seconds: float = 30,
-        backoff_base: float = 1,
-        backoff_max: float = 60,
+        backoff: Backoff | None = None,
         max_trades: int = 0,
         open_timeout: float = 10,
-        rng: random.Random | None = None,
     ) -> None:
+        """``backoff`` spaces reconnections (default: 1 s doubling to 60 s)."""
         if not symbols:
             raise ValueError("the Finnhub source needs at least one symbol")
         self.url = url
@@ -146,7 +144,7 @@ class FinnhubSource:
         self.stats = FinnhubStats()
         self._token = token
         self._limit = DistinctLimit(self.stats, max_trades)
-        self._backoff = Backoff(backoff_base, backoff_max, rng)
+        self._backoff = backoff or Backoff(1, 60)
         _REDACTOR.add(token.get_secret_value())
 
     def __aiter__(self) -> AsyncIterator[Frame]:

@@ -13,6 +13,7 @@ from pydantic import SecretStr
 
 from producer.sources.finnhub import FinnhubAuthError, FinnhubSource
 from tests.support.fake_finnhub import FakeFinnhub
+from tradestream.retry import Backoff
 from tradestream.trade import Trade
 
 TOKEN = "fh-T0ken+with/odd=chars"
@@ -48,9 +49,7 @@ class Consumer:
 def finnhub_source(url: str, token: str = TOKEN, **kwargs: Any) -> FinnhubSource:
     options: dict[str, Any] = {
         "watchdog_seconds": 5,
-        "backoff_base": 0.05,
-        "backoff_max": 0.2,
-        "rng": random.Random(1),
+        "backoff": Backoff(0.05, 0.2, random.Random(1)),
     }
     return FinnhubSource(url, SecretStr(token), SYMBOLS, **{**options, **kwargs})
 

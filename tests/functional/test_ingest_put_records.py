@@ -11,7 +11,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError, NoCredentialsError
+from botocore.exceptions import ClientError, HTTPClientError, NoCredentialsError
 
 from ingest_api.app import kinesis_client
 from ingest_api.put_records import PutRecordsOverHttp, put_records_over_http
@@ -19,6 +19,7 @@ from ingest_api.settings import IngestSettings
 from tests.support.authorizing_moto import USER_SETUP_CALLS, authorizing_moto, user_with_policy
 from tests.support.kinesis import create_stream, read_stream
 from tradestream import aws
+from tradestream.retry import is_transient
 
 SETTINGS = IngestSettings(ingest_api_keys="k" * 16)
 
@@ -107,6 +108,36 @@ def test_without_credentials_the_call_fails_as_the_sdk_would(
     # WHEN a call is made THEN it raises botocore's NoCredentialsError, nothing unsigned is sent
     with pytest.raises(NoCredentialsError):
         asyncio.run(put())
+
+
+def test_a_cut_connection_is_the_same_transient_error_for_both_senders(
+    aws_env: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN an endpoint that takes each request and closes the connection without an answer
+    async def cut(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(1)
+        writer.close()
+
+    async def both_errors() -> list[BaseException]:
+        server = await asyncio.start_server(cut, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        monkeypatch.setenv("AWS_ENDPOINT_URL", f"http://127.0.0.1:{port}")
+        errors: list[BaseException] = []
+        async with server, clients() as (client, direct):
+            for sender in (client, direct):
+                try:
+                    await sender.put_records(StreamName="any", Records=entries(1, "x"))
+                except Exception as exc:
+                    errors.append(exc)
+        return errors
+
+    # WHEN a call goes through each sender
+    sdk, own = asyncio.run(both_errors())
+    # THEN both raise one of botocore's transport errors, which the retry rule resends
+    assert isinstance(sdk, HTTPClientError)
+    assert isinstance(own, HTTPClientError)
+    assert is_transient(sdk)
+    assert is_transient(own)
 
 
 @pytest.fixture(scope="module")

@@ -15,8 +15,9 @@ import pytest
 from botocore.config import Config
 
 from ml.package import PackageError, extract, package
-from ml.serve import MAX_PAYLOAD_BYTES, RunningServer, start_in_thread
+from ml.serve import RunningServer, start_in_thread
 from ml.train import TrainResult, train
+from tradestream.limits import SAGEMAKER_INVOKE_MAX_PAYLOAD_BYTES
 
 T0 = 1_700_000_000_000
 # Two symbols interleaved, price-only updates (v=0) and, last, a re-send of the fourth trade.
@@ -133,7 +134,12 @@ def test_bad_input_is_a_model_error_carrying_the_containers_4xx(
 
 def test_an_oversize_body_and_a_bad_endpoint_name_are_validation_errors(runtime: Any) -> None:
     with pytest.raises(runtime.exceptions.ValidationError, match="oversize body"):
-        invoke(runtime, b" " * (MAX_PAYLOAD_BYTES + 1), "application/json", "application/json")
+        invoke(
+            runtime,
+            b" " * (SAGEMAKER_INVOKE_MAX_PAYLOAD_BYTES + 1),
+            "application/json",
+            "application/json",
+        )
     with pytest.raises(runtime.exceptions.ValidationError, match="not valid"):
         runtime.invoke_endpoint(EndpointName="bad_name", ContentType="application/json", Body="[]")
 

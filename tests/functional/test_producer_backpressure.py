@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from producer.app import run
+from producer.app import ProducerStats, run
 from producer.settings import ProducerSettings
 from producer.sources.synthetic import SyntheticSource
 
@@ -39,18 +39,25 @@ async def test_unreachable_kinesis_blocks_the_source_and_bounds_the_buffer(
     source = SyntheticSource(settings.symbols, seed=1)
     stop = asyncio.Event()
     peaks: list[int] = []
-    producer = asyncio.create_task(
-        run(settings, source=source, stop=stop, on_progress=lambda s: peaks.append(s.buffered))
-    )
-    # WHEN it runs for two seconds
+    full = asyncio.Event()
+
+    def progress(stats: ProducerStats) -> None:
+        peaks.append(stats.buffered)
+        if stats.buffered >= 300:
+            full.set()
+
+    producer = asyncio.create_task(run(settings, source=source, stop=stop, on_progress=progress))
+    # WHEN it runs until the buffer is full (the first second or so goes to building the client
+    # on a busy machine), then one second more
+    await asyncio.wait_for(full.wait(), 10)
+    await asyncio.sleep(0.2)  # the rest of the frame being put
+    emitted_when_full = source.stats.trades
     await asyncio.sleep(1.0)
-    emitted_after_1s = source.stats.trades
-    await asyncio.sleep(1.0)
-    emitted_after_2s = source.stats.trades
+    emitted_a_second_later = source.stats.trades
     stop.set()
     stats = await asyncio.wait_for(producer, 5)
-    # THEN the source was blocked: it emitted nothing in the second second
-    assert emitted_after_1s == emitted_after_2s
+    # THEN the source was blocked: it emitted nothing in that second
+    assert emitted_when_full == emitted_a_second_later
     # AND the buffer filled to exactly its bound and never beyond, while calls kept failing
     assert stats.buffered_peak == stats.received == 300
     assert max(peaks) == 300

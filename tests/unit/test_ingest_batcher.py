@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, HTTPClientError, NoCredentialsError
 
 from ingest_api.batcher import (
     BatcherClosedError,
@@ -179,6 +179,47 @@ async def test_a_failed_call_is_retried_whole_but_a_missing_stream_is_not() -> N
     assert flaky_outcome.not_accepted == ["f-0", "f-1"]
     assert gone_outcome.not_accepted == ["g-0", "g-1"]
     assert _metric(retried, "ingest_kinesis_put_records_calls_total", {"outcome": "error"}) == 3
+
+
+@pytest.mark.parametrize(
+    ("error", "calls"),
+    [
+        (ClientError({"Error": {"Code": "SomethingAwsAddsLater"}}, "PutRecords"), 1),
+        (NoCredentialsError(), 1),
+        (HTTPClientError(error=ConnectionResetError("reset by peer")), 3),
+    ],
+    ids=["unknown-code", "no-credentials", "connection-reset"],
+)
+async def test_unknown_errors_fail_at_once_and_transport_errors_are_retried(
+    error: BaseException, calls: int
+) -> None:
+    # GIVEN calls that all fail with that error and a budget of 3 attempts
+    client = ScriptedKinesis(call_error=error)
+    batcher = _batcher(client, max_attempts=3)
+    # WHEN a record is put
+    outcome = await batcher.put(_records("u", 1))
+    await batcher.close(1)
+    # THEN only trouble on the wire was retried; either way the client learns it is not durable
+    assert len(client.calls) == calls
+    assert outcome.not_accepted == ["u-0"]
+
+
+@pytest.mark.parametrize(
+    ("code", "attempts"),
+    [("ProvisionedThroughputExceededException", 3), ("KMSAccessDeniedException", 1)],
+)
+async def test_refused_entries_are_resent_only_when_their_code_is_retryable(
+    code: str, attempts: int
+) -> None:
+    # GIVEN a stream that refuses every entry with that code and a budget of 3 attempts
+    client = ScriptedKinesis(lambda _data, _attempt: code)
+    batcher = _batcher(client, max_attempts=3)
+    # WHEN a record is put
+    outcome = await batcher.put(_records("k", 1))
+    await batcher.close(1)
+    # THEN throttling was resent until the budget ran out, a denied key was not resent
+    assert client.attempts[b"k-0"] == attempts
+    assert outcome.not_accepted == ["k-0"]
 
 
 async def test_the_request_deadline_bounds_the_wait_even_when_calls_hang() -> None:

@@ -11,7 +11,8 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
 from producer.publisher import KinesisPublisher, record_size
-from producer.settings import KINESIS_MAX_BATCH_BYTES, KINESIS_MAX_RECORD_BYTES
+from tradestream.limits import KINESIS_MAX_RECORD_BYTES, KINESIS_PUT_RECORDS_MAX_BYTES
+from tradestream.retry import Backoff, RetryBudget
 from tradestream.trade import RawTrade, Trade, stamp
 
 T0 = 1_700_000_000_000
@@ -74,9 +75,11 @@ def client_error(code: str, status: int) -> ClientError:
     )
 
 
-def publisher(client: FakeKinesis, **kwargs: Any) -> KinesisPublisher:
-    options: dict[str, Any] = {"linger_ms": 0, "backoff_base": 0.001, "backoff_max": 0.002}
-    return KinesisPublisher(client, "trades", rng=random.Random(1), **{**options, **kwargs})
+def publisher(
+    client: FakeKinesis, *, max_put_attempts: int = 20, **kwargs: Any
+) -> KinesisPublisher:
+    retry = RetryBudget(max_put_attempts, Backoff(0.001, 0.002, random.Random(1)))
+    return KinesisPublisher(client, "trades", retry=retry, **{"linger_ms": 0, **kwargs})
 
 
 async def publish(pub: KinesisPublisher, items: list[Trade], deadline: float = 5) -> None:
@@ -116,7 +119,10 @@ async def test_batches_hold_at_most_5_mib_counting_partition_keys(
     # THEN each call is filled up to 5 MiB (5 x 1 MiB fits exactly), never beyond
     assert [len(c) for c in client.calls] == [n for n in expected if n]
     for call in client.calls:
-        assert sum(len(r["Data"]) + len(r["PartitionKey"]) for r in call) <= KINESIS_MAX_BATCH_BYTES
+        assert (
+            sum(len(r["Data"]) + len(r["PartitionKey"]) for r in call)
+            <= KINESIS_PUT_RECORDS_MAX_BYTES
+        )
     assert pub.stats.published == 20
 
 
@@ -243,6 +249,31 @@ async def test_entries_that_exhaust_the_budget_are_failed_and_logged(
     assert logged["record"] == json.loads(items[0].to_record())
     assert logged["reason"] == "ProvisionedThroughputExceededException after 3 attempts"
     assert pub.stats.received == pub.stats.published + pub.stats.failed
+
+
+async def test_an_entry_refused_with_a_code_no_resend_fixes_is_failed_at_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # GIVEN a stream whose KMS key is disabled for the first entry of a call (HTTP 200)
+    class KmsDisabledForFirst(FakeKinesis):
+        async def put_records(
+            self, StreamName: str, Records: list[dict[str, Any]]
+        ) -> dict[str, Any]:
+            answer = await super().put_records(StreamName, Records[1:])
+            refused = {"ErrorCode": "KMSDisabledException", "ErrorMessage": "disabled"}
+            return {"FailedRecordCount": 1, "Records": [refused, *answer["Records"]]}
+
+    client = KmsDisabledForFirst()
+    pub = publisher(client)
+    items = trades(3)
+    # WHEN published
+    await publish(pub, items)
+    # THEN the refused trade was not sent again but failed and logged with its code
+    assert len(client.calls) == 1
+    assert (pub.stats.failed, pub.stats.published, pub.stats.retried) == (1, 2, 0)
+    [logged] = [r.__dict__ for r in caplog.records if r.message == "trade not published"]
+    assert logged["record"]["id"] == items[0].id
+    assert logged["reason"].startswith("KMSDisabledException")
 
 
 async def test_full_buffer_blocks_put_and_memory_stays_bounded() -> None:
