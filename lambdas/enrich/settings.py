@@ -12,8 +12,10 @@ from typing import Literal
 from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from tradestream.limits import SAGEMAKER_INVOKE_MAX_PAYLOAD_BYTES
+
 # InvokeEndpoint refuses request bodies over 6 MB.
-SAGEMAKER_MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
+SAGEMAKER_MAX_PAYLOAD_BYTES = SAGEMAKER_INVOKE_MAX_PAYLOAD_BYTES
 # SageMaker gives a model 60 s to answer; waiting longer for a reply can never succeed.
 SAGEMAKER_MAX_INVOCATION_SECONDS = 60
 # SageMaker endpoint names (the IAM policy lowercases them in the ARN; so do we, see lake.yaml).

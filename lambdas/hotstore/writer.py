@@ -21,8 +21,9 @@ from typing import Any
 
 from lambdas.hotstore.items import Item, Key, key_of
 from lambdas.hotstore.rounds import CallOutcome, RetryRounds
+from tradestream.limits import DYNAMODB_BATCH_WRITE_MAX_ITEMS
 
-MAX_BATCH_ITEMS = 25
+MAX_BATCH_ITEMS = DYNAMODB_BATCH_WRITE_MAX_ITEMS
 UNPROCESSED = "UnprocessedItems"
 
 

@@ -10,6 +10,7 @@ from dataclasses import replace
 
 import pytest
 
+from tradestream.limits import LAMBDA_SYNC_INVOKE_MAX_PAYLOAD_BYTES as MAX_PAYLOAD_BYTES
 from tradestream.local.esm.events import (
     EVENT_ENVELOPE_BYTES,
     KinesisEventSource,
@@ -21,7 +22,7 @@ from tradestream.local.esm.events import (
 )
 from tradestream.local.esm.settings import MappingSettings
 from tradestream.local.esm.state import Batch, MappingShard, settle, split_expired
-from tradestream.local.lambda_runtime import MAX_PAYLOAD_BYTES, records_within_payload
+from tradestream.local.lambda_runtime import records_within_payload
 
 SOURCE = KinesisEventSource(
     stream_arn="arn:aws:kinesis:us-east-1:123456789012:stream/trades",

@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from tradestream.limits import LAMBDA_SYNC_INVOKE_MAX_PAYLOAD_BYTES as MAX_PAYLOAD_BYTES
 from tradestream.local.firehose.events import (
     DUPLICATED_RECORD_ID,
     EVENT_ENVELOPE_BYTES,
@@ -25,7 +26,7 @@ from tradestream.local.firehose.events import (
     read_transformation_response,
     transformation_event,
 )
-from tradestream.local.lambda_runtime import MAX_PAYLOAD_BYTES, records_within_payload
+from tradestream.local.lambda_runtime import records_within_payload
 
 SOURCE = DeliveryStreamSource(
     delivery_stream_arn="arn:aws:firehose:us-east-1:123456789012:deliverystream/lake",

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from tradestream.cfn.template import Resolver, as_int, as_parameter_string, find_resource
+from tradestream.limits import LAMBDA_SYNC_INVOKE_MAX_PAYLOAD_BYTES
 
 
 def function_arn(region: str, account_id: str, function_name: str) -> str:
@@ -74,17 +75,15 @@ def load_handler(handler: str) -> Handler:
     return fn
 
 
-# Lambda's synchronous invocation payload limit, request and response (AWS, "Lambda quotas").
-MAX_PAYLOAD_BYTES = 6 * 1024 * 1024
-
-
 class SizedRecord(Protocol):
     @property
     def event_bytes(self) -> int: ...  # what the record adds to the invocation event
 
 
 def records_within_payload(
-    records: Sequence[SizedRecord], envelope_bytes: int, limit: int = MAX_PAYLOAD_BYTES
+    records: Sequence[SizedRecord],
+    envelope_bytes: int,
+    limit: int = LAMBDA_SYNC_INVOKE_MAX_PAYLOAD_BYTES,
 ) -> int:
     """How many leading records fit in one invocation payload (always at least one: a record
     too large alone is still tried, and fails as Lambda would fail it)."""

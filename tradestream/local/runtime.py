@@ -104,7 +104,8 @@ def _restored_environment() -> Iterator[None]:
 class ModelServer(Protocol):
     """A running SageMaker-compatible model server (``ml.serve.start_in_thread`` returns one)."""
 
-    url: str
+    @property
+    def url(self) -> str: ...
 
     def stop(self, timeout: float = ...) -> None: ...
 

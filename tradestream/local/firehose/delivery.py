@@ -51,6 +51,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from tradestream import aws
+from tradestream.limits import FIREHOSE_TRANSFORM_MAX_PAYLOAD_BYTES
 from tradestream.local.firehose.events import (
     FUNCTION_ERROR,
     FUNCTION_TIMED_OUT,
@@ -79,7 +80,7 @@ from tradestream.local.firehose.state import (
     ProcessorBuffer,
 )
 from tradestream.local.kinesis_consumer import Fetched, KinesisConsumer, ShardCursor, ShardReaders
-from tradestream.local.lambda_runtime import MAX_PAYLOAD_BYTES, LambdaContext, function_arn
+from tradestream.local.lambda_runtime import LambdaContext, function_arn
 
 Handler = Callable[[dict[str, Any], Any], Any]
 StartingPosition = Literal["LATEST", "TRIM_HORIZON"]
@@ -478,7 +479,7 @@ class FirehoseEmulation(KinesisConsumer):
             return BatchFailure(*FUNCTION_ERROR)
         if context.overran:
             return BatchFailure(*FUNCTION_TIMED_OUT)
-        if len(text.encode()) > MAX_PAYLOAD_BYTES:
+        if len(text.encode()) > FIREHOSE_TRANSFORM_MAX_PAYLOAD_BYTES:
             return response_too_large(len(text.encode()))
         return read_transformation_response(json.loads(text), batch, partition_keys=self._key_names)
 

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
-from tradestream.local.lambda_runtime import MAX_PAYLOAD_BYTES
+from tradestream.limits import FIREHOSE_TRANSFORM_MAX_PAYLOAD_BYTES
 
 RESULTS = ("Ok", "Dropped", "ProcessingFailed")
 
@@ -214,7 +214,7 @@ def response_too_large(size: int) -> BatchFailure:
     return BatchFailure(
         FUNCTION_ERROR[0],
         f"Response payload size ({size} bytes) exceeded maximum allowed payload size "
-        f"({MAX_PAYLOAD_BYTES} bytes).",
+        f"({FIREHOSE_TRANSFORM_MAX_PAYLOAD_BYTES} bytes).",
     )
 
 

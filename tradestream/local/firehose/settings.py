@@ -25,11 +25,16 @@ from typing import Any, Literal, cast
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from tradestream.cfn.template import NotEmulatedError, Resolver, TemplateError, find_resource
+from tradestream.limits import (
+    FIREHOSE_PROCESSOR_BUFFER_MAX_BYTES,
+    FIREHOSE_PROCESSOR_BUFFER_MIN_BYTES,
+    MiB,
+)
 from tradestream.local.firehose.prefix import Prefixes
 
 DELIVERY_STREAM = "AWS::KinesisFirehose::DeliveryStream"
 LAKE_TEMPLATE = "lake.yaml"
-MIB = 1024 * 1024
+MIB = MiB  # Firehose's settings are in MiB ("SizeInMBs")
 DYNAMIC_PARTITIONING_MIN_BUFFER = 64 * MIB
 
 CompressionFormat = Literal["UNCOMPRESSED", "GZIP"]
@@ -75,7 +80,12 @@ class ProcessorSettings:
 
     def __post_init__(self) -> None:
         _check_range("NumberOfRetries", self.number_of_retries, 0, 300)
-        _check_range("BufferSizeInMBs", self.buffer_size_bytes, int(0.2 * MIB), 3 * MIB)
+        _check_range(
+            "BufferSizeInMBs",
+            self.buffer_size_bytes,
+            FIREHOSE_PROCESSOR_BUFFER_MIN_BYTES,
+            FIREHOSE_PROCESSOR_BUFFER_MAX_BYTES,
+        )
         _check_range("BufferIntervalInSeconds", self.buffer_interval_s, 0, 900)
 
 
