@@ -20,6 +20,7 @@ core modules they import: it needs botocore and the standard library only.
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -93,6 +94,24 @@ def is_transient(exc: BaseException) -> bool:
         status = http_status(exc)
         return is_retryable_code(error_code(exc)) or status == 429 or status >= 500
     return isinstance(exc, TRANSPORT_ERRORS)
+
+
+def _wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclass(frozen=True)
+class Clock:
+    """The time a retrying caller waits on and reads, and the randomness of its jitter: one
+    object to inject, so a test runs every retry path without sleeping."""
+
+    sleep: Callable[[float], None] = time.sleep
+    monotonic: Callable[[], float] = time.monotonic
+    rand: Callable[[], float] = random.random
+    wall_ms: Callable[[], int] = _wall_ms  # epoch ms, for timestamps written to the sinks
+
+
+SYSTEM_CLOCK = Clock()
 
 
 class Backoff:

@@ -19,9 +19,8 @@ from __future__ import annotations
 
 import logging
 import sys
-import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 from aws_lambda_powertools import Logger
@@ -53,6 +52,7 @@ from lambdas.enrich.records import (
 from lambdas.enrich.settings import EnrichSettings
 from lambdas.execution import PerEnvironment, invocation_deadline, lambda_handler
 from tradestream import aws
+from tradestream.retry import SYSTEM_CLOCK, Clock
 from tradestream.trade import Trade, TradeError
 
 # Named explicitly: the local runtime runs several functions in one process, where a shared
@@ -81,13 +81,11 @@ class Enricher:
         settings: EnrichSettings,
         *,
         sagemaker: Any,
-        sleep: Callable[[float], None] = time.sleep,
-        monotonic: Callable[[], float] = time.monotonic,
-        rand: Callable[[], float] | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.settings = settings
-        self._monotonic = monotonic
-        self.endpoint = Endpoint(sagemaker, settings, sleep=sleep, monotonic=monotonic, rand=rand)
+        self._monotonic = clock.monotonic
+        self.endpoint = Endpoint(sagemaker, settings, clock)
 
     @classmethod
     def from_environment(cls) -> Enricher:

@@ -7,8 +7,6 @@ invalid answer: the chunk's trades get an inference failure, never a misaligned 
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError
 
 from lambdas.enrich.records import Inference, InferenceFailure, Prediction
 from lambdas.enrich.settings import EnrichSettings
-from tradestream.retry import Backoff, error_code, is_transient
+from tradestream.retry import SYSTEM_CLOCK, Backoff, Clock, error_code, is_transient
 
 CONTENT_TYPE = "application/json"
 _REASON_LIMIT = 300  # a reason is stored on every failed lake line; keep it short
@@ -43,16 +41,15 @@ class Endpoint:
         self,
         client: Any,
         settings: EnrichSettings,
-        *,
-        sleep: Callable[[float], None] = time.sleep,
-        monotonic: Callable[[], float] = time.monotonic,
-        rand: Callable[[], float] | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self._client = client
         self._settings = settings
-        self._sleep = sleep
-        self._monotonic = monotonic
-        self._backoff = Backoff(settings.backoff_base_seconds, settings.backoff_max_seconds, rand)
+        self._sleep = clock.sleep
+        self._monotonic = clock.monotonic
+        self._backoff = Backoff(
+            settings.backoff_base_seconds, settings.backoff_max_seconds, clock.rand
+        )
 
     def predict(self, body: bytes, count: int, *, deadline: float | None) -> ChunkResult:
         """Predictions for the ``count`` trades in ``body`` (a JSON array), or one failure for all.

@@ -15,9 +15,8 @@ from __future__ import annotations
 import logging
 import os
 import sys
-import time
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, TypedDict
 
 from aws_lambda_powertools import Logger
@@ -31,8 +30,7 @@ from lambdas.hotstore.rounds import RetryRounds
 from lambdas.hotstore.settings import HotstoreSettings
 from lambdas.hotstore.writer import BatchWriter
 from tradestream import aws
-from tradestream.retry import Backoff
-from tradestream.trade import now_ms
+from tradestream.retry import SYSTEM_CLOCK, Backoff, Clock
 
 # stderr: Lambda sends both streams to CloudWatch, and locally stdout carries only results (the
 # ready line of `tradestream up`, the summary of `demo --json`, a `local invoke` response).
@@ -72,28 +70,23 @@ class Hotstore:
         *,
         dynamodb: Any,
         sqs: Any,
-        clock_ms: Callable[[], int] = now_ms,
-        sleep: Callable[[float], None] = time.sleep,
-        monotonic: Callable[[], float] = time.monotonic,
-        rand: Callable[[], float] | None = None,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.settings = settings
-        self._clock_ms = clock_ms
-        self._monotonic = monotonic
+        self._clock_ms = clock.wall_ms
+        self._monotonic = clock.monotonic
         backoff = Backoff(
-            settings.write_backoff_base_seconds, settings.write_backoff_max_seconds, rand
+            settings.write_backoff_base_seconds, settings.write_backoff_max_seconds, clock.rand
         )
 
         def rounds(max_attempts: int) -> RetryRounds:
-            return RetryRounds(
-                max_attempts=max_attempts, backoff=backoff, sleep=sleep, monotonic=monotonic
-            )
+            return RetryRounds(max_attempts=max_attempts, backoff=backoff, clock=clock)
 
         self.writer = BatchWriter(
             dynamodb, settings.table_name, rounds(settings.max_write_attempts)
         )
         self.dlq = DeadLetterQueue(
-            sqs, settings.dlq_url, rounds(settings.max_dlq_attempts), clock_ms=clock_ms
+            sqs, settings.dlq_url, rounds(settings.max_dlq_attempts), clock_ms=clock.wall_ms
         )
 
     @classmethod

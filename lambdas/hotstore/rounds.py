@@ -10,14 +10,13 @@ deadline bound the whole; what is left is returned as failed, with its last erro
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
-from tradestream.retry import Backoff, error_code, is_transient
+from tradestream.retry import SYSTEM_CLOCK, Backoff, Clock, error_code, is_transient
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -44,15 +43,14 @@ class RetryRounds:
         *,
         max_attempts: int,
         backoff: Backoff,
-        sleep: Callable[[float], None] = time.sleep,
-        monotonic: Callable[[], float] = time.monotonic,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         if max_attempts < 1:
             raise ValueError("max_attempts must be at least 1")
         self.max_attempts = max_attempts
         self.backoff = backoff
-        self._sleep = sleep
-        self._monotonic = monotonic
+        self._sleep = clock.sleep
+        self._monotonic = clock.monotonic
 
     def run(
         self,

@@ -20,6 +20,7 @@ from lambdas.enrich.firehose import InvalidEventError
 from lambdas.enrich.handler import Enricher
 from lambdas.enrich.settings import EnrichSettings
 from tests.support.fake_sagemaker import prediction_for
+from tradestream import retry
 from tradestream.trade import RawTrade, Trade, stamp
 
 EVENTS = Path(__file__).resolve().parents[1] / "events"
@@ -84,9 +85,8 @@ class Context:
 def enricher(stub: StubSageMaker, clock: Clock | None = None, **overrides: Any) -> Enricher:
     settings = EnrichSettings(endpoint_name="tradestream-model", **overrides)
     clock = clock or Clock()
-    return Enricher(
-        settings, sagemaker=stub, sleep=clock.sleep, monotonic=clock.monotonic, rand=lambda: 1.0
-    )
+    time = retry.Clock(sleep=clock.sleep, monotonic=clock.monotonic, rand=lambda: 1.0)
+    return Enricher(settings, sagemaker=stub, clock=time)
 
 
 def make_trades(count: int, symbol: str = "AAPL") -> list[Trade]:

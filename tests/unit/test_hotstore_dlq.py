@@ -20,7 +20,7 @@ from lambdas.hotstore.dlq import (
 )
 from lambdas.hotstore.records import INVALID_JSON, RecordRef
 from lambdas.hotstore.rounds import RetryRounds
-from tradestream.retry import Backoff
+from tradestream.retry import Backoff, Clock
 
 QUEUE = "https://sqs.us-east-1.amazonaws.com/123456789012/stock_trades-dlq"
 Script = Callable[[int, list[dict[str, str]]], dict[str, Any]]
@@ -54,7 +54,9 @@ class FakeSQS:
 
 
 def _queue(client: FakeSQS, attempts: int = 3) -> DeadLetterQueue:
-    rounds = RetryRounds(max_attempts=attempts, backoff=Backoff(0.01, 0.01), sleep=lambda _: None)
+    rounds = RetryRounds(
+        max_attempts=attempts, backoff=Backoff(0.01, 0.01), clock=Clock(sleep=lambda _: None)
+    )
     return DeadLetterQueue(client, QUEUE, rounds, clock_ms=lambda: 1718900002000)
 
 

@@ -13,6 +13,7 @@ import pytest
 
 from lambdas.hotstore.handler import Hotstore, logger
 from lambdas.hotstore.settings import HotstoreSettings
+from tradestream.retry import Clock
 
 EVENTS = Path(__file__).parents[1] / "events"
 TABLE = "stock_trades"
@@ -64,7 +65,10 @@ class FakeSQS:
 
 def _hotstore(dynamodb: FakeDynamoDB, sqs: FakeSQS) -> Hotstore:
     return Hotstore(
-        SETTINGS, dynamodb=dynamodb, sqs=sqs, clock_ms=lambda: 1718900000300, sleep=lambda _: None
+        SETTINGS,
+        dynamodb=dynamodb,
+        sqs=sqs,
+        clock=Clock(wall_ms=lambda: 1718900000300, sleep=lambda _: None),
     )
 
 

@@ -12,7 +12,7 @@ from botocore.exceptions import ClientError, EndpointConnectionError, ParamValid
 from lambdas.hotstore.items import Item, Key, key_of
 from lambdas.hotstore.rounds import RetryRounds
 from lambdas.hotstore.writer import MAX_BATCH_ITEMS, BatchWriter, chunked, dedupe
-from tradestream.retry import Backoff
+from tradestream.retry import Backoff, Clock
 
 TABLE = "stock_trades"
 Script = Callable[[int, list[Item]], dict[str, Any]]
@@ -70,8 +70,7 @@ def _writer(
     rounds = RetryRounds(
         max_attempts=attempts,
         backoff=Backoff(0.1, 1.0, rand=lambda: 1.0),  # no jitter: the ceiling itself
-        sleep=sleeps.append,
-        **kwargs,
+        clock=Clock(sleep=sleeps.append, **kwargs),
     )
     writer = BatchWriter(client, TABLE, rounds)
     return writer, sleeps
@@ -231,8 +230,7 @@ def test_retries_stop_at_the_deadline() -> None:
     rounds = RetryRounds(
         max_attempts=10,
         backoff=Backoff(0.1, 1.0, rand=lambda: 1.0),
-        sleep=sleep,
-        monotonic=lambda: now[0],
+        clock=Clock(sleep=sleep, monotonic=lambda: now[0]),
     )
     writer = BatchWriter(client, TABLE, rounds)
 
