@@ -41,6 +41,8 @@ class RateLimitedError(IngestError):
 
 
 class MalformedBodyError(IngestError):
+    """The body is not JSON (or not NDJSON): nothing was read as a trade."""
+
     status = 400
     code = "MalformedBody"
 
@@ -55,6 +57,8 @@ class PayloadTooLargeError(IngestError):
 
 
 class UnsupportedMediaTypeError(IngestError):
+    """A content type other than JSON or NDJSON (the message names the two)."""
+
     status = 415
     code = "UnsupportedMediaType"
 

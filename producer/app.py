@@ -15,12 +15,13 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
 
 from producer.publisher import KinesisPublisher, PublisherStats
 from producer.settings import ProducerSettings
 from producer.sources import FrameSource, build_source
+from producer.sources.base import SourceStats
 from tradestream import aws
 from tradestream.logs import get_logger
 from tradestream.retry import Backoff, RetryBudget
@@ -135,23 +136,19 @@ class _Lifecycle:
         self.stopped_by: StoppedBy = "running"
 
     def snapshot(self) -> ProducerStats:
-        s = self.source.stats
-        p: PublisherStats = self.publisher.stats
+        # The source's and the publisher's counters, under their own names (a source's stats may
+        # carry more, e.g. Finnhub's reconnects: only the common ones are the producer's).
+        counts: dict[str, Any] = {
+            f.name: getattr(stats, f.name)
+            for stats, kind in (
+                (self.source.stats, SourceStats),
+                (self.publisher.stats, PublisherStats),
+            )
+            for f in fields(kind)
+        }
         return ProducerStats(
             source=type(self.source).__name__,
-            frames=s.frames,
-            trades=s.trades,
-            distinct=s.distinct,
-            invalid=s.invalid,
-            received=p.received,
-            published=p.published,
-            retried=p.retried,
-            dropped_by_policy=p.dropped_by_policy,
-            failed=p.failed,
-            put_calls=p.put_calls,
-            call_errors=p.call_errors,
-            buffered=p.buffered,
-            buffered_peak=p.buffered_peak,
+            **counts,
             elapsed_s=round(time.monotonic() - self.started, 3),
             stopped_by=self.stopped_by,
         )

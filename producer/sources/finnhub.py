@@ -62,6 +62,8 @@ GOODBYE_TIMEOUT_SECONDS = 2.0
 
 
 class FinnhubError(Exception):
+    """The Finnhub source cannot go on; ``code`` says why, the message what to do."""
+
     code = "FinnhubError"
 
 
@@ -72,7 +74,7 @@ class FinnhubAuthError(FinnhubError):
 
 
 class FinnhubConfigError(FinnhubError):
-    code = "FinnhubInvalidURL"
+    code = "FinnhubInvalidURL"  # FINNHUB_URL is not a ws:// or wss:// URL
 
 
 class _SilenceError(Exception):

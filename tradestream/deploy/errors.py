@@ -53,19 +53,24 @@ class DeployError(RuntimeError):
 
 
 class CredentialsMissingError(DeployError):
+    """No credentials were found at all: the message lists the ways to configure them."""
+
     code = "NoCredentials"
 
 
 class CredentialsInvalidError(DeployError):
-    code = "InvalidCredentials"
+    code = "InvalidCredentials"  # expired, unknown or mistyped: refresh them and rerun
 
 
 class AccessDeniedError(DeployError):
+    """Valid credentials without a permission the deploy needs (docs/deploy.md#permissions),
+    whether the API refused it or CloudFormation did, acting with them."""
+
     code = "AccessDenied"
 
 
 class EndpointUnreachableError(DeployError):
-    code = "EndpointUnreachable"
+    code = "EndpointUnreachable"  # AWS, or the LocalStack / moto endpoint, did not answer
 
 
 class TargetError(DeployError):

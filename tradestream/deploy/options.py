@@ -72,42 +72,36 @@ class DeployOptions:
 
 @dataclass(frozen=True)
 class Names:
+    """Every name a deployment gives its resources, all derived from its prefix, so two
+    deployments with different prefixes never share anything in one account."""
+
     prefix: str
+    stream: str = field(init=False)
+    table: str = field(init=False)
+    dead_letter_queue: str = field(init=False)
+    hotstore_function: str = field(init=False)
+    enrich_function: str = field(init=False)
+    endpoint: str = field(init=False)
+    delivery_stream: str = field(init=False)
+    glue_database: str = field(init=False)  # Glue refuses hyphens
+
+    def __post_init__(self) -> None:
+        p = self.prefix
+        derived = {
+            "stream": f"{p}-trades",
+            "table": f"{p}-stock_trades",
+            "dead_letter_queue": f"{p}-stock_trades-dlq",
+            "hotstore_function": f"{p}-hotstore",
+            "enrich_function": f"{p}-enrich",
+            "endpoint": f"{p}-model",
+            "delivery_stream": f"{p}-lake",
+            "glue_database": p.replace("-", "_"),
+        }
+        for name, value in derived.items():
+            object.__setattr__(self, name, value)  # frozen: set once, here
 
     def stack(self, component: str) -> str:
         return f"{self.prefix}-{component}"
-
-    @property
-    def stream(self) -> str:
-        return f"{self.prefix}-trades"
-
-    @property
-    def table(self) -> str:
-        return f"{self.prefix}-stock_trades"
-
-    @property
-    def dead_letter_queue(self) -> str:
-        return f"{self.table}-dlq"
-
-    @property
-    def hotstore_function(self) -> str:
-        return f"{self.prefix}-hotstore"
-
-    @property
-    def enrich_function(self) -> str:
-        return f"{self.prefix}-enrich"
-
-    @property
-    def endpoint(self) -> str:
-        return f"{self.prefix}-model"
-
-    @property
-    def delivery_stream(self) -> str:
-        return f"{self.prefix}-lake"
-
-    @property
-    def glue_database(self) -> str:
-        return self.prefix.replace("-", "_")
 
     def lake_bucket(self, account: str, region: str) -> str:
         # Bucket names are global across all accounts: the account and region make it ours.

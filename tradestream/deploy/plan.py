@@ -100,30 +100,34 @@ def _lake(ctx: DeployContext) -> Parameters:
     }
 
 
-def _producer(ctx: DeployContext) -> Parameters:
+def _ecs_service(ctx: DeployContext, image: str | None) -> Parameters:
+    """What both ECS services' stacks take: the stream, the image, where the tasks run."""
     network = _network(ctx)
     return {
         "StreamArn": ctx.output("stream", "StreamArn"),
-        "Image": str(ctx.options.producer_image),
+        "Image": str(image),
+        "VpcId": network.vpc_id,
+        "AssignPublicIp": network.assign_public_ip,
+    }
+
+
+def _producer(ctx: DeployContext) -> Parameters:
+    return {
+        **_ecs_service(ctx, ctx.options.producer_image),
         "FinnhubSecretArn": ctx.options.finnhub_secret_arn,
         "SyntheticRate": str(ctx.options.synthetic_rate),
-        "VpcId": network.vpc_id,
-        "Subnets": ",".join(network.task_subnets),
-        "AssignPublicIp": network.assign_public_ip,
+        "Subnets": ",".join(_network(ctx).task_subnets),
     }
 
 
 def _ingest(ctx: DeployContext) -> Parameters:
     network = _network(ctx)
     return {
-        "StreamArn": ctx.output("stream", "StreamArn"),
-        "Image": str(ctx.options.ingest_image),
+        **_ecs_service(ctx, ctx.options.ingest_image),
         "ApiKeysSecretArn": ctx.options.api_keys_secret_arn,
         "CertificateArn": ctx.options.certificate_arn,
-        "VpcId": network.vpc_id,
         "PublicSubnets": ",".join(network.public_subnets),
         "TaskSubnets": ",".join(network.task_subnets),
-        "AssignPublicIp": network.assign_public_ip,
     }
 
 
