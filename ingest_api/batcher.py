@@ -49,6 +49,9 @@ class BatcherClosedError(Exception):
 
 @dataclass(frozen=True)
 class BatchPolicy:
+    """How requests are grouped into PutRecords calls and how failed entries are retried
+    (IngestSettings' values in the units the batcher uses; docs/bench-ingest.md sizes them)."""
+
     linger: float = 0.005
     concurrency: int = 4
     max_buffered: int = 20_000

@@ -48,6 +48,8 @@ class MalformedBodyError(IngestError):
 
 
 class PayloadTooLargeError(IngestError):
+    """Over MAX_BODY_BYTES or MAX_TRADES_PER_REQUEST: split the request."""
+
     status = 413
     code = "PayloadTooLarge"
 
@@ -64,6 +66,9 @@ class UnsupportedMediaTypeError(IngestError):
 
 
 class InvalidTradesError(IngestError):
+    """One or more trades broke the contract; ``problems`` lists each by index and field, and
+    nothing of the request was put (all or nothing)."""
+
     status = 422
     code = "InvalidTrades"
 

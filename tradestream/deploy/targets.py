@@ -30,6 +30,8 @@ LOCALSTACK_URL = "http://localhost:4566"
 
 @dataclass(frozen=True)
 class Target:
+    """Where a deploy goes, and what that endpoint's CloudFormation can and cannot do."""
+
     name: str
     # moto's ExecuteChangeSet keeps the old parameters and outputs; see tradestream.cfn.stacks.
     change_sets: bool
