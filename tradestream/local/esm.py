@@ -230,7 +230,9 @@ class KinesisEventSourceMapping:
         while not self._stop.is_set():
             try:
                 wait = self._step(shard)
-            except Exception:
+            except Exception as exc:
+                if self._readers.stream_deleted(exc):
+                    return
                 # Network trouble or an expired iterator: renew it after the last fetched record,
                 # and try the batch that was being handled again (at-least-once, never lost).
                 log.exception("polling %s failed; renewing the iterator", shard.shard_id)

@@ -315,7 +315,9 @@ class FirehoseEmulation:
                 continue
             try:
                 fetched, behind = self._fetch(shard)
-            except Exception:
+            except Exception as exc:
+                if self._readers.stream_deleted(exc):
+                    return
                 # Network trouble or an expired iterator: renew it after the last fetched record.
                 log.exception("polling %s failed; renewing the iterator", shard.shard_id)
                 shard.iterator = None
