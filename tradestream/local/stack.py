@@ -404,6 +404,11 @@ def _apply_stream_settings(
             EncryptionType=encryption["EncryptionType"],
             KeyId=encryption["KeyId"],
         )
+        # The stream is UPDATING while encryption turns on (Kinesis, kinesis-mock); what comes
+        # next (writers, the next deploy's update) needs it ACTIVE.
+        kinesis.get_waiter("stream_exists").wait(
+            StreamARN=stream_arn, WaiterConfig={"Delay": 1, "MaxAttempts": 120}
+        )
 
 
 def best_effort(what: str, apply: Callable[[], None]) -> None:
