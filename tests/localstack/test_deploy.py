@@ -3,6 +3,7 @@ show, because moto applies every change at once and reports exactly what it did.
 
 from __future__ import annotations
 
+import logging
 import uuid
 
 import pytest
@@ -38,3 +39,24 @@ def test_deploy_returns_the_stream_active_again_after_enabling_encryption(
     summary = aws.client("kinesis").describe_stream_summary(StreamARN=stack.stream_arn)
     assert summary["StreamDescriptionSummary"]["EncryptionType"] == "KMS"
     assert summary["StreamDescriptionSummary"]["StreamStatus"] == "ACTIVE"
+
+
+def test_a_stack_update_the_endpoint_did_not_apply_is_reported_not_claimed(
+    at_localstack: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # GIVEN a stream deployed with 24 h retention
+    names = {"stream_name": f"ret-{at_localstack}", "table_name": f"ret-{at_localstack}"}
+    deploy(**names, stream_parameters={"RetentionPeriodHours": "24"})
+
+    # WHEN the stack is updated to 48 h
+    with caplog.at_level(logging.INFO, logger="tradestream"):
+        stack = deploy(**names, stream_parameters={"RetentionPeriodHours": "48"})
+
+    # THEN LocalStack 4.14 reports the update complete without applying it ...
+    summary = aws.client("kinesis").describe_stream_summary(StreamARN=stack.stream_arn)
+    assert summary["StreamDescriptionSummary"]["RetentionPeriodHours"] == 24
+    # ... and deploy, reading the stream back, says so instead of taking the update as made
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("RetentionPeriodHours" in w and "48" in w and "24" in w for w in warnings), (
+        caplog.messages
+    )
