@@ -27,6 +27,7 @@ SYNTHETIC = 3_000
 T0 = 1_700_000_000_000
 POSTED = [{"s": "NVDA", "p": 400.5 + i, "v": 10 + i, "t": T0 + i} for i in range(3)]
 EXPECTED = SYNTHETIC + len(POSTED)
+DESTROY = ["tradestream", "destroy", "--target", "localstack", "--delete-data"]
 
 
 @pytest.fixture
@@ -47,6 +48,9 @@ def services(
     for key, value in run.run_environment("deploy").items():
         if key.startswith("AWS_"):
             monkeypatch.setenv(key, value)
+    if localstack.process is None:
+        # A LocalStack that was running already may hold an earlier run's stacks and items.
+        run.run_once("deploy", DESTROY)
     with run:
         yield run
 
@@ -98,11 +102,7 @@ def test_compose_services_reconcile_exactly_against_localstack(
 
     # WHEN the stack is torn down as a user would (`docker compose run deploy tradestream destroy`)
     services.down()
-    report = json.loads(
-        services.run_once(
-            "deploy", ["tradestream", "destroy", "--target", "localstack", "--delete-data"]
-        ).splitlines()[-1]
-    )
+    report = json.loads(services.run_once("deploy", DESTROY).splitlines()[-1])
     # THEN every stack and the lake bucket are gone
     assert set(report.values()) == {"deleted"}, report
     stacks = aws.client("cloudformation").list_stacks()["StackSummaries"]
