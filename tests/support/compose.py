@@ -273,7 +273,7 @@ class ComposeRun:
         """``docker compose run <name> <argv>``: a one-off command in the service's environment;
         its stdout, or an AssertionError with its output when it fails."""
         done = subprocess.run(
-            self._host_argv(name, argv),
+            self.host_argv(name, argv),
             env=self.run_environment(name),
             cwd=REPO,
             capture_output=True,
@@ -310,11 +310,11 @@ class ComposeRun:
 
     def _start(self, name: str) -> None:
         service = self.services[name]
-        command = self._host_argv(name, service.command)
+        command = self.host_argv(name, service.command)
         check = service.healthcheck
         probe = None
         if check is not None and check.test is not None:
-            probe = self._host_argv(name, check.test)
+            probe = self.host_argv(name, check.test)
         elif check is not None and check.shell is not None:
             probe = ["sh", "-c", self._host_string(name, check.shell)]
         environment = self.run_environment(name)
@@ -366,7 +366,7 @@ class ComposeRun:
 
     # --- what a container namespace would give ---
 
-    def _host_argv(self, name: str, argv: list[str]) -> list[str]:
+    def host_argv(self, name: str, argv: list[str]) -> list[str]:
         host = [self._host_string(name, part) for part in argv]
         if "--host" in host and host[host.index("--host") + 1] == "0.0.0.0":
             host[host.index("--host") + 1] = "127.0.0.1"
