@@ -21,7 +21,9 @@ from tests.support.localstack import COMPOSE_FILE, LocalStack
 from tradestream import aws, inspect
 from tradestream.local.firehose_lake import LakeCounts, count_lake
 
-pytestmark = [pytest.mark.localstack, pytest.mark.timeout(300)]
+# The run itself takes about 1.5 minutes; the first test of a machine also builds LocalStack's
+# cached venv (about 2.5 minutes).
+pytestmark = [pytest.mark.localstack, pytest.mark.timeout(600)]
 
 SYNTHETIC = 3_000
 T0 = 1_700_000_000_000

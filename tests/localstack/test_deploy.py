@@ -12,7 +12,8 @@ from tests.support.localstack import LocalStack
 from tradestream import aws
 from tradestream.local.stack import deploy
 
-pytestmark = pytest.mark.localstack
+# Room for building LocalStack's cached venv when one of these is the first test of a machine.
+pytestmark = [pytest.mark.localstack, pytest.mark.timeout(600)]
 
 
 @pytest.fixture
