@@ -9,6 +9,7 @@ started in compose's order, and the counts must reconcile exactly end to end.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -102,13 +103,23 @@ def test_compose_services_reconcile_exactly_against_localstack(
     # AND nothing went to the hotstore's dead-letter queue
     assert inspect.queue_depth(ready["dlq_url"]) == 0
 
-    # WHEN the stack is torn down as a user would (`docker compose run deploy tradestream destroy`)
-    services.down()
+    # WHEN the stack is torn down as a user would (`docker compose run deploy tradestream
+    # destroy`), while the services still run
     report = json.loads(services.run_once("deploy", DESTROY).splitlines()[-1])
     # THEN every stack and the lake bucket are gone
     assert set(report.values()) == {"deleted"}, report
     stacks = aws.client("cloudformation").list_stacks()["StackSummaries"]
     assert {s["StackStatus"] for s in stacks if s["StackName"] in report} <= {"DELETE_COMPLETE"}
+    # AND the runtime says once per consumer that its stream is gone, instead of retrying with a
+    # traceback per poll
+    assert compose.wait_until(lambda: _said_gone(services) >= 2, 30), services.log_tail("runtime")
+    time.sleep(3)  # some fifteen polls per shard at the runtime's 0.2 s
+    assert _said_gone(services) == 2, services.log_tail("runtime")
+    assert "Traceback" not in services.log_tail("runtime", 500)
+
+
+def _said_gone(services: compose.ComposeRun) -> int:
+    return services.log_tail("runtime", 500).count("no longer exists")
 
 
 def _complete(items: int, lake: LakeCounts) -> bool:

@@ -67,7 +67,7 @@ from tradestream.local.esm_state import (
     split_expired,
 )
 from tradestream.local.lambda_context import LambdaContext, function_arn
-from tradestream.local.shard_readers import ShardReaders
+from tradestream.local.shard_readers import ShardReaders, log_poll_failure
 from tradestream.local.template import MappingSettings, NotEmulatedError
 
 Handler = Callable[[dict[str, Any], Any], Any]
@@ -235,7 +235,7 @@ class KinesisEventSourceMapping:
                     return
                 # Network trouble or an expired iterator: renew it after the last fetched record,
                 # and try the batch that was being handled again (at-least-once, never lost).
-                log.exception("polling %s failed; renewing the iterator", shard.shard_id)
+                log_poll_failure(shard.shard_id, exc)
                 shard.iterator = None
                 with self._lock:
                     shard.requeue_in_flight()

@@ -82,7 +82,7 @@ from tradestream.local.firehose_state import (
 )
 from tradestream.local.firehose_template import DeliveryStreamSettings
 from tradestream.local.lambda_context import LambdaContext, function_arn
-from tradestream.local.shard_readers import ShardReaders
+from tradestream.local.shard_readers import ShardReaders, log_poll_failure
 
 Handler = Callable[[dict[str, Any], Any], Any]
 StartingPosition = Literal["LATEST", "TRIM_HORIZON"]
@@ -319,7 +319,7 @@ class FirehoseEmulation:
                 if self._readers.stream_deleted(exc):
                     return
                 # Network trouble or an expired iterator: renew it after the last fetched record.
-                log.exception("polling %s failed; renewing the iterator", shard.shard_id)
+                log_poll_failure(shard.shard_id, exc)
                 shard.iterator = None
                 fetched, behind = 0, 0
                 self._stop.wait(self._poll_interval_s)

@@ -7,7 +7,9 @@ and the per-shard state, stay with the consumer; the state only needs its ``iter
 
 Threads are daemons, so one stuck in a handler cannot keep the interpreter alive.
 
-A stream deleted under the readers ends them, said once: retrying cannot bring it back.
+A stream deleted under the readers ends them, said once: retrying cannot bring it back. A failed
+poll is logged in one line when AWS answered (its error says what happened, e.g. a stream being
+deleted is not ACTIVE for a while first), with the traceback otherwise.
 """
 
 from __future__ import annotations
@@ -21,6 +23,13 @@ from typing import Any, Generic, Protocol, TypeVar
 from botocore.exceptions import ClientError
 
 log = logging.getLogger(__name__)
+
+
+def log_poll_failure(shard_id: str, error: Exception) -> None:
+    if isinstance(error, ClientError):
+        log.warning("polling %s failed (%s); renewing the iterator", shard_id, error)
+    else:
+        log.exception("polling %s failed; renewing the iterator", shard_id)
 
 
 class Shard(Protocol):
