@@ -1,7 +1,9 @@
 """The same stacks and hot path against LocalStack (the compose image), via testcontainers.
 
 Marked ``docker``: they need a Docker daemon and skip cleanly when none answers (as on the
-machine this project is built on).
+machine this project is built on), unless ``TRADESTREAM_LOCALSTACK_ENDPOINT`` names a LocalStack
+that already runs (a CI service container, one started by hand): then they use it, no Docker
+needed. The tests/localstack tier runs LocalStack itself, on the host.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.support.localstack import ENDPOINT_ENV, running_endpoint
 from tradestream import readback
 from tradestream.local.runtime import EmbeddedStack, embedded_stack
 from tradestream.local.settings import LocalSettings
@@ -38,8 +41,12 @@ def docker_available() -> bool:
 
 @pytest.fixture(scope="module")
 def localstack() -> Iterator[str]:
+    endpoint = running_endpoint()
+    if endpoint is not None:
+        yield endpoint
+        return
     if not docker_available():
-        pytest.skip("no Docker daemon answers; LocalStack tests need one")
+        pytest.skip(f"no Docker daemon answers and {ENDPOINT_ENV} names no running LocalStack")
     from testcontainers.community.localstack import LocalStackContainer
 
     with LocalStackContainer(image=IMAGE) as container:
@@ -47,11 +54,13 @@ def localstack() -> Iterator[str]:
 
 
 @pytest.fixture
-def stack(localstack: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[EmbeddedStack]:
+def stack(localstack: str, unique: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[EmbeddedStack]:
     monkeypatch.setenv("AWS_ENDPOINT_URL", localstack)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
-    with embedded_stack(LocalSettings(), with_lake=False) as running:
+    # Names of its own: a LocalStack that already runs may hold compose's "trades" stacks.
+    settings = LocalSettings(stream_name=f"trades-{unique}", table_name=f"stock_trades-{unique}")
+    with embedded_stack(settings, with_lake=False) as running:
         yield running
 
 

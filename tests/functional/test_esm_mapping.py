@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import functools
 import json
+import logging
 import os
 import re
 import threading
@@ -608,3 +609,35 @@ def test_records_already_too_old_are_reported_without_invoking(stack: DeployedSt
     assert message["requestContext"]["approximateInvokeCount"] == 0
     assert "responseContext" not in message
     assert message["KinesisBatchInfo"]["batchSize"] == 1
+
+
+def test_a_stream_deleted_under_the_mapping_is_said_once_and_not_retried(
+    stack: DeployedStack, caplog: pytest.LogCaptureFixture
+) -> None:
+    # GIVEN a running mapping that lists the shards every 50 ms and polls every 20 ms
+    handler = Recorder()
+    with running(stack, handler, shard_refresh_s=0.05) as mapping:
+        put(stack, [b"before"])
+        assert mapping.wait_caught_up(WAIT_S)
+
+        # WHEN the stream is deleted under it (e.g. `tradestream destroy` while it runs)
+        with caplog.at_level(logging.WARNING):
+            client("kinesis").delete_stream(StreamARN=stack.stream_arn)
+            assert wait_for(lambda: any("no longer exists" in m for m in caplog.messages))
+            time.sleep(1)  # some 50 polls and 20 listings, each of which used to log again
+
+    # THEN it was said once, as an error naming the stream, without a traceback
+    said = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [r.levelno for r in said] == [logging.ERROR], caplog.messages
+    assert stack.stream_arn in said[0].getMessage()
+    assert said[0].exc_info is None
+    assert handler.batches() == [[b"before"]]
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = WAIT_S) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import gzip
 import json
+import logging
 import re
 import threading
 import time
@@ -590,3 +591,26 @@ def test_lake_counts_reconcile_duplicates_predictions_and_errors(lake: Lake) -> 
     # THEN lines, distinct ids, predicted ids and errors are each counted once
     assert (counts.records, counts.distinct_ids, counts.predicted) == (4, 3, 2)
     assert (counts.errors, counts.objects, counts.error_objects) == (2, 2, 1)
+
+
+def test_a_stream_deleted_under_the_emulation_is_said_once_and_not_retried(
+    lake: Lake, sagemaker: FakeSageMaker, caplog: pytest.LogCaptureFixture
+) -> None:
+    # GIVEN a running emulation polling both shards every 20 ms
+    with running(lake, enrich()) as emulation:
+        assert emulation.wait_caught_up(10)
+
+        # WHEN the stream is deleted under it
+        with caplog.at_level(logging.WARNING):
+            lake.kinesis.delete_stream(StreamARN=lake.stream_arn)
+            deadline = time.monotonic() + 10
+            while not any("no longer exists" in m for m in caplog.messages):
+                assert time.monotonic() < deadline, caplog.messages
+                time.sleep(0.02)
+            time.sleep(1)  # some 50 polls per shard, each of which used to log a traceback
+
+    # THEN it was said once, as an error naming the stream, without a traceback
+    said = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [r.levelno for r in said] == [logging.ERROR], caplog.messages
+    assert lake.stream_arn in said[0].getMessage()
+    assert said[0].exc_info is None

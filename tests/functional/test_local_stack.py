@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import time
 
 import pytest
@@ -189,3 +190,21 @@ def _stream_data(stack: DeployedStack) -> list[bytes]:
         )["ShardIterator"]
         data += [r["Data"] for r in kinesis.get_records(ShardIterator=iterator)["Records"]]
     return data
+
+
+def test_a_retention_update_the_endpoint_applies_passes_without_a_warning(
+    aws_env: str, unique: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # GIVEN a stream deployed with 24 h retention
+    names = {"stream_name": f"ret-{unique}", "table_name": f"ret-{unique}"}
+    deploy(**names, stream_parameters={"RetentionPeriodHours": "24"})
+
+    # WHEN its stack is updated to 48 h on an endpoint that applies the update (moto)
+    with caplog.at_level(logging.WARNING, logger="tradestream"):
+        stack = deploy(**names, stream_parameters={"RetentionPeriodHours": "48"})
+
+    # THEN the stream keeps records 48 h and deploy read it back without complaint
+    # (tests/localstack/test_deploy.py: the warning when the endpoint did not apply it)
+    summary = aws.client("kinesis").describe_stream_summary(StreamARN=stack.stream_arn)
+    assert summary["StreamDescriptionSummary"]["RetentionPeriodHours"] == 48
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.messages

@@ -1,16 +1,10 @@
-"""The package inside the SageMaker scikit-learn container's own serving stack (opt-in).
+"""The package inside the SageMaker scikit-learn container's own serving stack.
 
-Runs when ``TRADESTREAM_SKLEARN_CONTAINER_PYTHON`` names an interpreter set up like the
-``sagemaker-scikit-learn:1.2-1`` image (its Python and pins), for example::
+The interpreter is set up like the ``sagemaker-scikit-learn:1.2-1`` image (its Python, 3.9, and
+its pins, ``CONTAINER_PINS``), in a venv built once and cached (tests/support/venvs.py: about a
+minute the first time, from PyPI). Skipped only where no Python 3.9 exists (on PATH or in pyenv's
+versions). ``TRADESTREAM_SKLEARN_CONTAINER_PYTHON`` names another such interpreter instead.
 
-    python3.9 -m venv /tmp/sm39
-    /tmp/sm39/bin/pip install numpy==1.24.1 scikit-learn==1.2.1 joblib \\
-        sagemaker-containers==2.8.6.post2 protobuf==3.20.1 "setuptools<70" \\
-        jinja2==3.0.3 MarkupSafe==2.1.1 itsdangerous==2.0.1 Werkzeug==0.15.6
-    export TRADESTREAM_SKLEARN_CONTAINER_PYTHON=/tmp/sm39/bin/python
-    pytest tests/functional/test_model_container.py
-
-Skipped otherwise: building that interpreter needs the network, the test run does not.
 The driver below does what the image's ``sagemaker_sklearn_container.serving`` does: import the
 user module, wrap its four functions in sagemaker-containers' Transformer and Worker (Flask), and
 POST to ``/invocations``.
@@ -28,8 +22,24 @@ import pytest
 
 from ml.package import extract, load_inference, package
 from ml.train import train
+from tests.support.venvs import VenvUnavailableError, cached_venv
 
-CONTAINER_PYTHON = os.environ.get("TRADESTREAM_SKLEARN_CONTAINER_PYTHON", "")
+# The image's Python and the pins of its serving stack that the package meets there.
+CONTAINER_PINS = (
+    "numpy==1.24.1",
+    "scikit-learn==1.2.1",
+    "joblib",
+    "sagemaker-containers==2.8.6.post2",
+    "protobuf==3.20.1",
+    "setuptools<70",
+    "jinja2==3.0.3",
+    "MarkupSafe==2.1.1",
+    "itsdangerous==2.0.1",
+    "Werkzeug==0.15.6",
+    # sagemaker-containers needs gevent; the newest has no Python 3.9 wheel and compiles for
+    # minutes. The driver below never runs it (Flask's test client).
+    "gevent==25.5.1",
+)
 T0 = 1_700_000_000_000
 TRADES = [{"s": "AAPL", "p": 100 + (i % 4) / 10, "v": i % 3, "t": T0 + i * 90} for i in range(30)]
 
@@ -54,16 +64,24 @@ for request in json.load(sys.stdin):
 print(json.dumps(answers))
 """
 
-pytestmark = pytest.mark.skipif(
-    not CONTAINER_PYTHON, reason="set TRADESTREAM_SKLEARN_CONTAINER_PYTHON (see the docstring)"
-)
+
+@pytest.fixture(scope="module")
+def container_python() -> str:
+    override = os.environ.get("TRADESTREAM_SKLEARN_CONTAINER_PYTHON")
+    if override:
+        return override
+    try:
+        venv = cached_venv("sagemaker-sklearn-1.2-1", "3.9", CONTAINER_PINS)
+    except VenvUnavailableError as exc:
+        pytest.skip(f"the scikit-learn container's serving stack needs Python 3.9: {exc}")
+    return str(venv / "bin" / "python")
 
 
-def in_container(base: Path, requests: list[dict[str, str]]) -> list[dict[str, Any]]:
+def in_container(python: str, base: Path, requests: list[dict[str, str]]) -> list[dict[str, Any]]:
     driver = base / "driver.py"
     driver.write_text(DRIVER)
     done = subprocess.run(
-        [CONTAINER_PYTHON, str(driver), str(base)],
+        [python, str(driver), str(base)],
         input=json.dumps(requests),
         capture_output=True,
         text=True,
@@ -75,7 +93,7 @@ def in_container(base: Path, requests: list[dict[str, str]]) -> list[dict[str, A
 
 
 def test_the_package_serves_in_the_sklearn_containers_stack_as_it_does_locally(
-    tmp_path: Path,
+    container_python: str, tmp_path: Path
 ) -> None:
     # GIVEN a package unpacked where the container unpacks it (<base>/model)
     trained = train(tmp_path / "trained", n_trades=5000, seed=3)
@@ -88,6 +106,7 @@ def test_the_package_serves_in_the_sklearn_containers_stack_as_it_does_locally(
     csv_body = "".join(f"{t['s']},{t['p']},{t['v']},{t['t']}\n" for t in TRADES)
     # WHEN the container's own serving stack (Python 3.9, numpy 1.24, scikit-learn 1.2) runs it
     answers = in_container(
+        container_python,
         tmp_path / "opt-ml",
         [
             {"body": json.dumps(TRADES), "content_type": "application/json", "accept": "*/*"},

@@ -8,6 +8,10 @@ deadline. What a consumer does with the records, and the rest of its per-shard s
 the consumer.
 
 Threads are daemons, so one stuck in a handler cannot keep the interpreter alive.
+
+A stream deleted under the readers ends them, said once: retrying cannot bring it back. A failed
+poll is logged in one line when AWS answered (its error says what happened, e.g. a stream being
+deleted is not ACTIVE for a while first), with the traceback otherwise.
 """
 
 from __future__ import annotations
@@ -20,7 +24,16 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
 
+from botocore.exceptions import ClientError
+
 log = logging.getLogger(__name__)
+
+
+def log_poll_failure(shard_id: str, error: Exception) -> None:
+    if isinstance(error, ClientError):
+        log.warning("polling %s failed (%s); renewing the iterator", shard_id, error)
+    else:
+        log.exception("polling %s failed; renewing the iterator", shard_id)
 
 
 @dataclass
@@ -98,6 +111,8 @@ class ShardReaders(Generic[S]):
         self._lock = lock
         self._stop = stop
         self._refresh_s = refresh_s
+        self._deleted = False  # said once, by whichever reader saw it first
+        self._deleted_lock = threading.Lock()
 
     def start(self, iterator_args: dict[str, Any]) -> None:
         """Open every current shard at ``iterator_args`` and start reading; returns once every
@@ -183,6 +198,25 @@ class ShardReaders(Generic[S]):
             log.warning("%s threads still running at the deadline: %s", self._name, alive)
         return alive
 
+    def stream_deleted(self, error: Exception) -> bool:
+        """Whether ``error`` says the stream no longer exists; then the caller's reader ends.
+
+        Logged once for all the readers, without a traceback: the cause is not in this process.
+        """
+        code = error.response.get("Error", {}).get("Code") if isinstance(error, ClientError) else ""
+        if code != "ResourceNotFoundException":
+            return False
+        with self._deleted_lock:
+            first, self._deleted = not self._deleted, True
+        if first:
+            log.error(
+                "%s: stream %s no longer exists (deleted?); stopped reading it. Deploy the "
+                "stream again and restart this process to resume.",
+                self._name,
+                self.stream_arn,
+            )
+        return True
+
     def _add(self, shard_id: str, iterator_args: dict[str, Any]) -> None:
         shard = self._new_shard(shard_id)
         shard.iterator = self.iterator(shard_id, iterator_args)
@@ -199,5 +233,7 @@ class ShardReaders(Generic[S]):
                     if shard_id not in known:
                         log.info("new shard %s: reading it from TRIM_HORIZON", shard_id)
                         self._add(shard_id, {"ShardIteratorType": "TRIM_HORIZON"})
-            except Exception:
+            except Exception as exc:
+                if self.stream_deleted(exc):
+                    return
                 log.exception("listing the shards of %s failed; retrying later", self.stream_arn)

@@ -67,7 +67,12 @@ from tradestream.local.esm.state import (
     settle,
     split_expired,
 )
-from tradestream.local.kinesis_consumer import Fetched, KinesisConsumer, ShardReaders
+from tradestream.local.kinesis_consumer import (
+    Fetched,
+    KinesisConsumer,
+    ShardReaders,
+    log_poll_failure,
+)
 from tradestream.local.lambda_runtime import LambdaContext, function_arn
 
 Handler = Callable[[dict[str, Any], Any], Any]
@@ -218,10 +223,12 @@ class KinesisEventSourceMapping(KinesisConsumer):
         while not self._stop.is_set():
             try:
                 wait = self._step(shard)
-            except Exception:
+            except Exception as exc:
+                if self._readers.stream_deleted(exc):
+                    return
                 # Network trouble or an expired iterator: renew it after the last fetched record,
                 # and try the batch that was being handled again (at-least-once, never lost).
-                log.exception("polling %s failed; renewing the iterator", shard.shard_id)
+                log_poll_failure(shard.shard_id, exc)
                 shard.iterator = None
                 with self._lock:
                     shard.requeue_in_flight()

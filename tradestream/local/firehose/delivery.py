@@ -79,7 +79,13 @@ from tradestream.local.firehose.state import (
     PartitionKey,
     ProcessorBuffer,
 )
-from tradestream.local.kinesis_consumer import Fetched, KinesisConsumer, ShardCursor, ShardReaders
+from tradestream.local.kinesis_consumer import (
+    Fetched,
+    KinesisConsumer,
+    ShardCursor,
+    ShardReaders,
+    log_poll_failure,
+)
 from tradestream.local.lambda_runtime import LambdaContext, function_arn
 
 Handler = Callable[[dict[str, Any], Any], Any]
@@ -303,9 +309,11 @@ class FirehoseEmulation(KinesisConsumer):
                 continue
             try:
                 fetched, behind = self._fetch(shard)
-            except Exception:
+            except Exception as exc:
+                if self._readers.stream_deleted(exc):
+                    return
                 # Network trouble or an expired iterator: renew it after the last fetched record.
-                log.exception("polling %s failed; renewing the iterator", shard.shard_id)
+                log_poll_failure(shard.shard_id, exc)
                 shard.iterator = None
                 fetched, behind = 0, 0
                 self._stop.wait(self._poll_interval_s)
