@@ -64,28 +64,6 @@ class Fetched:
 S = TypeVar("S", bound=ShardCursor)
 
 
-class KinesisConsumer:
-    """``with consumer:`` starts it and stops it, as both emulations are used."""
-
-    def start(self) -> None:
-        raise NotImplementedError
-
-    def stop(self, timeout: float = 10) -> bool:
-        raise NotImplementedError
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-
 class ShardReaders(Generic[S]):
     """One reader thread per shard of ``stream_arn``; ``shards`` is guarded by ``lock``."""
 
@@ -237,3 +215,54 @@ class ShardReaders(Generic[S]):
                 if self.stream_deleted(exc):
                     return
                 log.exception("listing the shards of %s failed; retrying later", self.stream_arn)
+
+
+class KinesisConsumer(Generic[S]):
+    """What both emulations are built on: one lock for their state, one stop flag, and their
+    ``ShardReaders`` calling ``_poll_shard`` for every shard; ``with consumer:`` starts it and
+    stops it."""
+
+    def __init__(
+        self,
+        *,
+        kinesis: Any,
+        stream_arn: str,
+        new_shard: Callable[[str], S],
+        name: str,
+        refresh_s: float,
+    ) -> None:
+        self._kinesis = kinesis
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._readers = ShardReaders(
+            kinesis=kinesis,
+            stream_arn=stream_arn,
+            new_shard=new_shard,
+            read=self._poll_shard,
+            name=name,
+            lock=self._lock,
+            stop=self._stop,
+            refresh_s=refresh_s,
+        )
+        self._shards = self._readers.shards  # guarded by self._lock
+
+    def _poll_shard(self, shard: S) -> None:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self, timeout: float = 10) -> bool:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.stop()

@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import json
 import logging
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -70,7 +69,6 @@ from tradestream.local.esm.state import (
 from tradestream.local.kinesis_consumer import (
     Fetched,
     KinesisConsumer,
-    ShardReaders,
     log_poll_failure,
 )
 from tradestream.local.lambda_runtime import LambdaContext, function_arn
@@ -87,7 +85,7 @@ class EventSourceMappingError(RuntimeError):
     code = "InvalidParameterValueException"
 
 
-class KinesisEventSourceMapping(KinesisConsumer):
+class KinesisEventSourceMapping(KinesisConsumer[MappingShard]):
     """Feeds one Kinesis stream to one handler, as a Lambda event source mapping would.
 
     ``start()`` reads the shard list and opens every shard's iterator before it returns, so
@@ -138,19 +136,13 @@ class KinesisEventSourceMapping(KinesisConsumer):
             or f"arn:aws:iam::{account_id}:role/{function_name}",
         )
         self._destination_url: str | None = None
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._readers = ShardReaders(
+        super().__init__(
             kinesis=self._kinesis,
             stream_arn=stream_arn,
             new_shard=MappingShard,
-            read=self._poll_shard,
             name="esm",
-            lock=self._lock,
-            stop=self._stop,
             refresh_s=shard_refresh_s,
         )
-        self._shards = self._readers.shards  # guarded by self._lock
         self._stats = MappingStats()
         self._started = False
 

@@ -83,7 +83,6 @@ from tradestream.local.kinesis_consumer import (
     Fetched,
     KinesisConsumer,
     ShardCursor,
-    ShardReaders,
     log_poll_failure,
 )
 from tradestream.local.lambda_runtime import LambdaContext, function_arn
@@ -110,7 +109,7 @@ class _Failed:
     attempts: int
 
 
-class FirehoseEmulation(KinesisConsumer):
+class FirehoseEmulation(KinesisConsumer[ShardCursor]):
     """Feeds one Kinesis stream through one transform handler into S3, as Firehose would.
 
     ``start()`` reads the shard list and opens every shard's iterator before it returns, so with
@@ -161,20 +160,14 @@ class FirehoseEmulation(KinesisConsumer):
         )
         self._prefixes = settings.prefixes()
         self._zone = settings.time_zone()
-        self._lock = threading.Lock()
         self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._readers = ShardReaders(
+        super().__init__(
             kinesis=self._kinesis,
             stream_arn=settings.source_stream_arn,
             new_shard=ShardCursor,
-            read=self._poll_shard,
             name="firehose",
-            lock=self._lock,
-            stop=self._stop,
             refresh_s=shard_refresh_s,
         )
-        self._shards = self._readers.shards  # guarded by self._lock
         self._processor = ProcessorBuffer()
         self._destinations = DestinationBuffers()
         self._in_flight = 0  # records taken from a buffer and not yet written or discarded
