@@ -27,6 +27,7 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Literal
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -349,15 +350,34 @@ def _log_changes(name: str, changes: list[Mapping[str, Any]]) -> None:
         )
 
 
-def resolver(
-    outcome: StackOutcome, template: StackTemplate, region: str, account_id: str
-) -> Resolver:
-    """Resolve the deployed template's properties as CloudFormation did for this stack."""
-    return resolver_for(
-        template.parsed,
-        parameters=outcome.parameters,
-        outputs=outcome.outputs,
-        region=region,
-        account_id=account_id,
-        stack_name=outcome.name,
-    )
+@dataclass(frozen=True)
+class DeployedTemplate:
+    """A stack as deployed, with its template, to read the resources it leaves to emulations."""
+
+    outcome: StackOutcome
+    template: StackTemplate
+
+    @property
+    def outputs(self) -> dict[str, str]:
+        return self.outcome.outputs
+
+    def resolver(self, region: str, account_id: str) -> Resolver:
+        """Resolve the template's properties as CloudFormation did for this stack."""
+        return resolver_for(
+            self.template.parsed,
+            parameters=self.outcome.parameters,
+            outputs=self.outcome.outputs,
+            region=region,
+            account_id=account_id,
+            stack_name=self.outcome.name,
+        )
+
+
+def deploy_template(
+    cloudformation: Any, name: str, path: Path, parameters: Mapping[str, str], timeout_s: float
+) -> DeployedTemplate:
+    """Deploy the template file at ``path`` as stack ``name`` the embedded way (CreateStack /
+    UpdateStack, which every endpoint honours), or find it unchanged."""
+    template = StackTemplate.load(path)
+    stacks = Stacks(cloudformation, change_sets=False, timeout_s=timeout_s)
+    return DeployedTemplate(stacks.deploy(name, template, parameters), template)

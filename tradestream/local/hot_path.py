@@ -23,11 +23,10 @@ from pathlib import Path
 
 from tradestream import aws
 from tradestream.cfn.fixups import apply_stream_settings, apply_table_settings, best_effort
-from tradestream.cfn.stacks import Stacks, resolver, stack_name
+from tradestream.cfn.stacks import deploy_template, stack_name
 from tradestream.cfn.template import (
     HOTSTORE_TEMPLATE,
     STREAM_TEMPLATE,
-    StackTemplate,
     template_path,
 )
 from tradestream.local.esm.settings import MappingSettings, mapping_settings
@@ -79,9 +78,14 @@ def deploy(
         "StreamName": stream_name,
         "ShardCount": str(shard_count),
     }
-    stacks = Stacks(clients.cloudformation, change_sets=False, timeout_s=timeout_s)
-    stream_template = StackTemplate.load(template_path(STREAM_TEMPLATE, template_dir))
-    stream = stacks.deploy(stack_name("stream", stream_name), stream_template, stream_params)
+    cfn = clients.cloudformation
+    stream = deploy_template(
+        cfn,
+        stack_name("stream", stream_name),
+        template_path(STREAM_TEMPLATE, template_dir),
+        stream_params,
+        timeout_s,
+    )
     stream_arn = stream.outputs["StreamArn"]
     account_id = stream_arn.split(":")[4]
 
@@ -92,14 +96,19 @@ def deploy(
         "TableName": table_name,
         "DeadLetterQueueName": dlq_name or _queue_name(f"{table_name}-dlq"),
     }
-    hotstore_template = StackTemplate.load(template_path(HOTSTORE_TEMPLATE, template_dir))
-    hotstore = stacks.deploy(stack_name("hotstore", table_name), hotstore_template, hotstore_params)
+    hotstore = deploy_template(
+        cfn,
+        stack_name("hotstore", table_name),
+        template_path(HOTSTORE_TEMPLATE, template_dir),
+        hotstore_params,
+        timeout_s,
+    )
     outputs = hotstore.outputs
-    hotstore_resolver = resolver(hotstore, hotstore_template, region, account_id)
+    hotstore_resolver = hotstore.resolver(region, account_id)
     best_effort(
         "table TTL / point-in-time recovery",
         lambda: apply_table_settings(
-            clients.dynamodb, outputs["TableName"], hotstore_template.parsed, hotstore_resolver
+            clients.dynamodb, outputs["TableName"], hotstore.template.parsed, hotstore_resolver
         ),
     )
     best_effort(
@@ -107,8 +116,8 @@ def deploy(
         lambda: apply_stream_settings(
             clients.kinesis,
             stream_arn,
-            stream_template.parsed,
-            resolver(stream, stream_template, region, account_id),
+            stream.template.parsed,
+            stream.resolver(region, account_id),
         ),
     )
 
@@ -120,10 +129,10 @@ def deploy(
         table_name=outputs["TableName"],
         dlq_url=outputs["DeadLetterQueueUrl"],
         dlq_arn=outputs["DeadLetterQueueArn"],
-        mapping=mapping_settings(hotstore_template.parsed, hotstore_resolver),
-        function=function_settings(hotstore_template.parsed, hotstore_resolver),
-        stream_stack_name=stream.name,
-        hotstore_stack_name=hotstore.name,
+        mapping=mapping_settings(hotstore.template.parsed, hotstore_resolver),
+        function=function_settings(hotstore.template.parsed, hotstore_resolver),
+        stream_stack_name=stream.outcome.name,
+        hotstore_stack_name=hotstore.outcome.name,
         function_name=outputs.get("FunctionName"),
     )
 

@@ -26,8 +26,8 @@ from urllib.parse import urlsplit
 
 from tradestream import aws
 from tradestream.cfn.fixups import apply_bucket_settings
-from tradestream.cfn.stacks import Stacks, resolver, stack_name
-from tradestream.cfn.template import StackTemplate, template_path
+from tradestream.cfn.stacks import deploy_template, stack_name
+from tradestream.cfn.template import template_path
 from tradestream.local.firehose.settings import (
     LAKE_TEMPLATE,
     DeliveryStreamSettings,
@@ -81,11 +81,12 @@ def deploy_lake(
         "BucketName": bucket_name,
         "EndpointName": endpoint_name,
     }
-    lake_template = StackTemplate.load(template_path(LAKE_TEMPLATE, template_dir))
-    stacks = Stacks(cloudformation, change_sets=False, timeout_s=timeout_s)
-    stack = stacks.deploy(stack_name("lake", bucket_name), lake_template, wanted)
-    template = lake_template.parsed
-    lake_resolver = resolver(stack, lake_template, region, stream_arn.split(":")[4])
+    path = template_path(LAKE_TEMPLATE, template_dir)
+    stack = deploy_template(
+        cloudformation, stack_name("lake", bucket_name), path, wanted, timeout_s
+    )
+    template = stack.template.parsed
+    lake_resolver = stack.resolver(region, stream_arn.split(":")[4])
     bucket = stack.outputs["BucketName"]
     endpoint = str(cloudformation.meta.endpoint_url)
     apply_bucket_settings(
@@ -96,7 +97,7 @@ def deploy_lake(
     return DeployedLake(
         region=region,
         endpoint_url=cloudformation.meta.endpoint_url,
-        stack_name=stack.name,
+        stack_name=stack.outcome.name,
         bucket_name=bucket,
         bucket_arn=stack.outputs["BucketArn"],
         delivery_stream=settings,
