@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import gc
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 from botocore.config import Config
 from fastapi import FastAPI, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
 from fastapi.telemetry import TelemetryConfig
+from starlette.exceptions import HTTPException
+from starlette.routing import BaseRoute, Match
 
 from tradestream import aws
 
@@ -169,6 +172,7 @@ def create_app(
     ingest_errors = _ingest_error_handler(state.metrics)
     app.add_exception_handler(IngestError, ingest_errors)
     app.add_exception_handler(RequestValidationError, _invalid_query_handler(ingest_errors))
+    app.add_exception_handler(HTTPException, _allow_every_method_of_the_path(app.router.routes))
     app.add_middleware(
         RequestContextMiddleware, metrics=state.metrics, access_log=settings.access_log
     )
@@ -202,5 +206,27 @@ def _invalid_query_handler(
             for error in exc.errors()
         )
         return ingest_errors(request, InvalidQueryError(problems))
+
+    return handle
+
+
+def _allow_every_method_of_the_path(
+    routes: list[BaseRoute],
+) -> Callable[[Request, Exception], Awaitable[Response]]:
+    """A 405's ``Allow`` lists every method the path serves. Starlette names only the first
+    route's, and /v1/trades is two routes (POST writes, GET reads)."""
+
+    async def handle(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        if exc.status_code == 405:
+            methods = {
+                method
+                for route in routes
+                if route.matches(request.scope)[0] is Match.PARTIAL
+                for method in getattr(route, "methods", None) or ()
+            }
+            headers = {**(exc.headers or {}), "Allow": ", ".join(sorted(methods))}
+            exc = HTTPException(405, exc.detail, headers)
+        return await http_exception_handler(request, exc)
 
     return handle

@@ -31,6 +31,7 @@ MAX_PAGE = 1000
 MAX_KEY_MS = 10**13 - 1
 MAX_CURSOR_CHARS = 512
 
+_INTEGER = re.compile(r"^-?[0-9]+$")
 _SORT_KEY = re.compile(r"^[0-9]{13}#[!-~]{1,64}$")
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _ONE_MS = timedelta(milliseconds=1)
@@ -62,16 +63,21 @@ class TimeRange:
 
 
 def epoch_ms(value: str | None, *, default: int, name: str) -> int:
-    """``from``/``to`` as epoch ms: digits are ms already; otherwise ISO 8601 (UTC when no
-    offset is given, as Finnhub's times are)."""
+    """``from``/``to`` as epoch ms: an integer is ms already; otherwise ISO 8601 / RFC 3339 (UTC
+    when no offset is given, as Finnhub's times are). A time before 1970 or past what a 13-digit
+    key holds is clamped to that end: "from 1900" means from the first trade, not a bad request."""
     if value is None:
         return default
     text = value.strip()
-    if text.isdigit():
-        ms = int(text)
+    if _INTEGER.match(text):
+        # Compared as text first: int() of a 5,000-digit string raises (Python's digit limit).
+        if text.startswith("-"):
+            return 0
+        ms = int(text) if len(text) <= 13 else MAX_KEY_MS + 1
     else:
         try:
-            instant = datetime.fromisoformat(text)
+            # RFC 3339 allows "t" and "z"; fromisoformat takes upper case only.
+            instant = datetime.fromisoformat(text.upper())
         except ValueError:
             raise InvalidQueryError(
                 f"{name}: give epoch milliseconds or an ISO 8601 time, e.g. 2024-06-10T14:30:00Z"
@@ -79,9 +85,7 @@ def epoch_ms(value: str | None, *, default: int, name: str) -> int:
         if instant.tzinfo is None:
             instant = instant.replace(tzinfo=UTC)
         ms = (instant - _EPOCH) // _ONE_MS
-    if not 0 <= ms <= MAX_KEY_MS:
-        raise InvalidQueryError(f"{name}: must lie between 0 and {MAX_KEY_MS} epoch ms")
-    return ms
+    return min(max(ms, 0), MAX_KEY_MS)
 
 
 def time_range(from_: str | None, to: str | None) -> TimeRange:

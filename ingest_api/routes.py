@@ -107,7 +107,15 @@ READ_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 # The same symbol rule as the trades POSTed (tradestream.trade).
 SymbolParam = Annotated[str, Query(pattern=SYMBOL_PATTERN, description="e.g. AAPL")]
-_INSTANT = "Epoch milliseconds, or ISO 8601 (UTC without an offset), inclusive."
+_INSTANT = (
+    "Inclusive. Epoch milliseconds, or an ISO 8601 / RFC 3339 time (UTC without an offset); "
+    "times outside 1970..2286 are clamped to that end."
+)
+# Read as text (an integer or a time; reads.epoch_ms decides), documented as what it accepts.
+InstantParam = Query(
+    description=_INSTANT,
+    json_schema_extra={"anyOf": [{"type": "integer"}, {"type": "string", "format": "date-time"}]},
+)
 
 
 @router.get(
@@ -124,8 +132,8 @@ async def get_trades(
     caller: Caller,
     reader: Reader,
     symbol: SymbolParam,
-    from_: Annotated[str | None, Query(alias="from", description=_INSTANT)] = None,
-    to: Annotated[str | None, Query(description=_INSTANT)] = None,
+    from_: Annotated[str | None, InstantParam, Query(alias="from")] = None,
+    to: Annotated[str | None, InstantParam] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE,
     cursor: Annotated[str | None, Query(max_length=MAX_CURSOR_CHARS)] = None,
 ) -> Response:
