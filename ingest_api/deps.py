@@ -24,6 +24,7 @@ from .metrics import Metrics
 from .parse import TradeParser
 from .ratelimit import RateLimiter
 from .readiness import ReadinessProbe
+from .reads import TradeReader
 from .settings import IngestSettings
 
 API_KEY_HEADER = "X-API-Key"
@@ -52,6 +53,7 @@ class IngestState:
     kinesis: Any | None = None
     batcher: KinesisBatcher | None = None
     readiness: ReadinessProbe | None = None
+    reader: TradeReader | None = None
 
 
 def ingest_state(request: Request) -> IngestState:
@@ -105,6 +107,13 @@ async def get_readiness(request: Request) -> ReadinessProbe:
 
 
 Readiness = Annotated[ReadinessProbe, Depends(get_readiness)]
+
+
+async def get_reader(request: Request) -> TradeReader:
+    return _started(ingest_state(request).reader)
+
+
+Reader = Annotated[TradeReader, Depends(get_reader)]
 
 
 async def authorize(request: Request) -> str:

@@ -109,3 +109,25 @@ class UnavailableError(IngestError):
             ids=self.accepted,
             not_accepted=self.not_accepted,
         )
+
+
+class InvalidQueryError(IngestError):
+    """A read's query parameters cannot be answered (bad symbol, range, limit or cursor)."""
+
+    status = 422
+    code = "InvalidQuery"
+
+
+class NoTradesError(IngestError):
+    status = 404
+    code = "NoTrades"
+
+
+class StoreUnavailableError(IngestError):
+    """503: the hot store refused or did not answer a read; nothing is wrong with the request."""
+
+    status = 503
+    code = "HotStoreUnavailable"
+
+    def __init__(self, detail: str, *, retry_after: int) -> None:
+        super().__init__(detail, headers={"Retry-After": str(retry_after)})

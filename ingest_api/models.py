@@ -129,3 +129,29 @@ class Readiness(BaseModel):
     stream: str
     status: str | None = Field(description="the stream's StreamStatus when it could be read")
     reason: str | None = None
+
+
+class StoredTrade(BaseModel):
+    """A trade as the hot store holds it: the record contract's fields."""
+
+    s: str = Field(description=_FIELD_DOCS["s"])
+    p: float = Field(description=_FIELD_DOCS["p"])
+    v: float = Field(description=_FIELD_DOCS["v"])
+    t: int = Field(description="Trade time in epoch milliseconds (UTC).")
+    c: list[str] | None = Field(default=None, description="Condition codes; absent when none.")
+    id: str = Field(description="The trade's deterministic id.")
+    rt: int = Field(description="When the edge received the trade, epoch ms.")
+
+
+class TradesPage(BaseModel):
+    """Trades in time order (oldest first)."""
+
+    trades: list[StoredTrade]
+    cursor: str | None = Field(
+        description="Opaque; pass it as `cursor` (with the same symbol, from and to) for the "
+        "next page. null on the last page."
+    )
+
+
+class LatestTrade(BaseModel):
+    trade: StoredTrade

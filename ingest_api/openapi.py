@@ -17,7 +17,11 @@ from .parse import JSON, NDJSON
 
 TRADE_REF = "#/components/schemas/Trade"
 SECURITY_SCHEME = "ApiKey"
-SECURED_OPERATIONS = (("/v1/trades", "post"),)
+SECURED_OPERATIONS = (
+    ("/v1/trades", "post"),
+    ("/v1/trades", "get"),
+    ("/v1/trades/latest", "get"),
+)
 
 
 def trades_request_body(max_trades: int) -> dict[str, Any]:

@@ -1,21 +1,24 @@
-"""The endpoints: POST /v1/trades, and /healthz, /readyz, /metrics for operations."""
+"""The endpoints: POST /v1/trades, GET /v1/trades and /v1/trades/latest (reads of the hot store),
+and /healthz, /readyz, /metrics for operations."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Query, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
+from pydantic_core import to_json
 from starlette.requests import ClientDisconnect
 
-from tradestream.trade import now_ms, stream_records
+from tradestream.trade import SYMBOL_PATTERN, now_ms, stream_records
 
 from .batcher import BatcherClosedError, BufferFullError
-from .deps import Caller, Readiness, Sink, State, ingest_state
-from .errors import MalformedBodyError, UnavailableError
-from .models import Accepted, InvalidTrades, Problem, Unavailable
+from .deps import Caller, Reader, Readiness, Sink, State, ingest_state
+from .errors import MalformedBodyError, NoTradesError, UnavailableError
+from .models import Accepted, InvalidTrades, LatestTrade, Problem, TradesPage, Unavailable
 from .models import Readiness as ReadinessBody
-from .parse import body_format, read_limited
+from .parse import JSON, body_format, read_limited
+from .reads import DEFAULT_PAGE, MAX_CURSOR_CHARS, MAX_PAGE, decode_cursor, time_range
 
 router = APIRouter()
 
@@ -89,6 +92,74 @@ async def post_trades(request: Request, caller: Caller, sink: Sink) -> Response:
         )
     body_out = Accepted(accepted=len(ids), ids=ids).model_dump_json()
     return Response(body_out, status_code=202, media_type="application/json")
+
+
+READ_RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: TRADES_RESPONSES[401],
+    422: {"model": Problem, "description": "Bad symbol, range, limit or cursor."},
+    429: TRADES_RESPONSES[429],
+    503: {
+        "model": Problem,
+        "description": "The hot store did not answer; retry later.",
+        "headers": _RETRY_AFTER,
+    },
+}
+
+# The same symbol rule as the trades POSTed (tradestream.trade).
+SymbolParam = Annotated[str, Query(pattern=SYMBOL_PATTERN, description="e.g. AAPL")]
+_INSTANT = (
+    "Inclusive. Epoch milliseconds, or an ISO 8601 / RFC 3339 time (UTC without an offset); "
+    "times outside 1970..2286 are clamped to that end."
+)
+# Read as text (an integer or a time; reads.epoch_ms decides), documented as what it accepts.
+InstantParam = Query(
+    description=_INSTANT,
+    json_schema_extra={"anyOf": [{"type": "integer"}, {"type": "string", "format": "date-time"}]},
+)
+
+
+@router.get(
+    "/v1/trades",
+    response_model=TradesPage,
+    responses=READ_RESPONSES,
+    operation_id="getTrades",
+    summary="Read a symbol's trades from the hot store",
+    description="A DynamoDB Query on the symbol's partition, its sort key (time, then id) "
+    "between from and to: time order, oldest first. While `cursor` is not null, more pages "
+    "follow: pass it back with the same symbol, from and to.",
+)
+async def get_trades(
+    caller: Caller,
+    reader: Reader,
+    symbol: SymbolParam,
+    from_: Annotated[str | None, InstantParam, Query(alias="from")] = None,
+    to: Annotated[str | None, InstantParam] = None,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = DEFAULT_PAGE,
+    cursor: Annotated[str | None, Query(max_length=MAX_CURSOR_CHARS)] = None,
+) -> Response:
+    window = time_range(from_, to)
+    start = decode_cursor(cursor, symbol, window) if cursor else None
+    page = await reader.page(symbol, window, limit, start)
+    return Response(to_json(page.body()), media_type=JSON)
+
+
+@router.get(
+    "/v1/trades/latest",
+    response_model=LatestTrade,
+    responses={
+        **READ_RESPONSES,
+        404: {"model": Problem, "description": "The hot store holds no trade of the symbol."},
+    },
+    operation_id="getLatestTrade",
+    summary="A symbol's newest trade",
+    description="One DynamoDB Query, newest first with Limit=1: one item read however many "
+    "trades the symbol has.",
+)
+async def get_latest_trade(caller: Caller, reader: Reader, symbol: SymbolParam) -> Response:
+    trade = await reader.latest(symbol)
+    if trade is None:
+        raise NoTradesError(f"no trade of {symbol} in the hot store (yet)")
+    return Response(to_json({"trade": trade}), media_type=JSON)
 
 
 @router.get(

@@ -18,6 +18,10 @@ class IngestSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", frozen=True)
 
     stream_name: str = Field(default="trades", pattern=r"^[a-zA-Z0-9_.-]{1,128}$")
+    # The hot store GET /v1/trades reads (the hotstore stack's table; the service never writes it).
+    table_name: str = Field(default="stock_trades", pattern=r"^[a-zA-Z0-9_.-]{3,255}$")
+    # Per DynamoDB Query; the SDK's standard retries stay on for reads, which are idempotent.
+    dynamodb_call_timeout_seconds: float = Field(default=5, gt=0, le=60)
 
     # Where the server listens when started by `python -m ingest_api` (a container sets 0.0.0.0).
     host: str = "127.0.0.1"

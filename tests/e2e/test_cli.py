@@ -194,6 +194,16 @@ def test_up_with_api_keys_serves_ingest_and_posted_trades_reach_dynamodb(tmp_pat
             items = dynamodb.scan(TableName=ready["table"], ProjectionExpression="id")["Items"]
             stored = {item["id"]["S"] for item in items}
         assert stored == ids, log.read_text()[-3000:]
+        # ... and the same service reads them back from the hot store, in time order
+        page = httpx.get(
+            f"{ready['ingest_url']}/v1/trades",
+            params={"symbol": "AAPL", "from": t0, "limit": 1000},
+            headers={"X-API-Key": key},
+            timeout=30,
+        ).json()
+        assert [t["t"] for t in page["trades"]] == [t["t"] for t in trades]
+        assert {t["id"] for t in page["trades"]} == ids
+        assert page["cursor"] is None
         process.send_signal(signal.SIGTERM)
         process.communicate(timeout=60)
         assert process.returncode == 0, log.read_text()[-3000:]

@@ -28,6 +28,7 @@ TEMPLATES = Path(__file__).resolve().parents[2] / "infra" / "cloudformation"
 ACCOUNT = "123456789012"
 STREAM_ARN = f"arn:aws:kinesis:us-east-1:{ACCOUNT}:stream/trades"
 SECRET_ARN = f"arn:aws:secretsmanager:us-east-1:{ACCOUNT}:secret:finnhub-AbCdEf"
+TABLE_ARN = f"arn:aws:dynamodb:us-east-1:{ACCOUNT}:table/stock_trades"
 
 Deploy = Callable[[str, dict[str, str]], dict[str, str]]
 STACK = "__stack__"  # the key under which the fixture adds the stack's name to its outputs
@@ -217,6 +218,7 @@ def test_ingest_runs_behind_a_load_balancer_checked_on_healthz(
     # GIVEN the ingest template, with a certificate or without one
     parameters = {
         "StreamArn": STREAM_ARN,
+        "TableArn": TABLE_ARN,
         "Image": "ingest:1",
         "VpcId": network["VpcId"],
         "PublicSubnets": network["Subnets"],
@@ -257,6 +259,7 @@ def test_ingest_runs_behind_a_load_balancer_checked_on_healthz(
     environment = {e["name"]: e["value"] for e in container["environment"]}
     assert set(environment) - {"AWS_REGION"} <= {f.upper() for f in IngestSettings.model_fields}
     assert environment["INGEST_API_KEYS_SECRET"] == SECRET_ARN
+    assert environment["TABLE_NAME"] == "stock_trades"
     assert container["stopTimeout"] == 30
     assert {m["containerPath"] for m in container["mountPoints"]} == {"/tmp"}
     # ... with HTTPS serving and HTTP redirecting given a certificate, plain HTTP without one
@@ -327,9 +330,13 @@ def test_services_run_on_fargate_in_the_given_subnets_and_roll_back_bad_deployme
         }
 
 
-def test_ingest_task_role_puts_reads_the_stream_summary_and_the_key_secret_only() -> None:
+def test_ingest_task_role_puts_reads_the_stream_summary_the_key_secret_and_queries_the_table() -> (
+    None
+):
     resources = load_template(TEMPLATES / "ingest.yaml")["Resources"]
-    policy = resources["TaskRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    policies = resources["TaskRole"]["Properties"]["Policies"]
+    assert len(policies) == 2
+    policy = policies[0]["PolicyDocument"]["Statement"]
     assert policy == [
         {
             "Effect": "Allow",
@@ -347,6 +354,14 @@ def test_ingest_task_role_puts_reads_the_stream_summary_and_the_key_secret_only(
                 ]
             },
         },
+    ]
+    # the hot store: reads of that one table (no Scan, no indexes, no writes)
+    assert policies[1]["PolicyDocument"]["Statement"] == [
+        {
+            "Effect": "Allow",
+            "Action": ["dynamodb:Query", "dynamodb:GetItem"],
+            "Resource": {"Ref": "TableArn"},
+        }
     ]
     # the generated secret is in the {"name": "key"} shape ingest_api.keys reads
     generated = resources["ApiKeysSecret"]["Properties"]["GenerateSecretString"]

@@ -63,7 +63,10 @@ def start_ingest(stack: EmbeddedStack) -> Iterator[None]:
     from ingest_api import IngestSettings, start_in_thread
 
     port = int(os.environ.get("INGEST_PORT", "0"))
-    server = start_in_thread(IngestSettings(stream_name=stack.stack.stream_name), port=port)
+    settings = IngestSettings(
+        stream_name=stack.stack.stream_name, table_name=stack.stack.table_name
+    )
+    server = start_in_thread(settings, port=port)
     stack.extra["ingest_url"] = server.url
     try:
         yield

@@ -124,6 +124,8 @@ def _ingest(ctx: DeployContext) -> Parameters:
     network = _network(ctx)
     return {
         **_ecs_service(ctx, ctx.options.ingest_image),
+        # GET /v1/trades reads the hot store; the task role may query this table and no other.
+        "TableArn": ctx.output("hotstore", "TableArn"),
         "ApiKeysSecretArn": ctx.options.api_keys_secret_arn,
         "CertificateArn": ctx.options.certificate_arn,
         "PublicSubnets": ",".join(network.public_subnets),
