@@ -10,7 +10,7 @@ request instead of depending on a ``State`` dependency.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Protocol, TypeVar
 
@@ -88,31 +88,25 @@ def _started(value: T | None) -> T:
     return value
 
 
-async def get_kinesis(request: Request) -> Any:
-    return _started(ingest_state(request).kinesis)
+def _lifespan_part(name: str) -> Callable[[Request], Awaitable[Any]]:
+    """A dependency giving the part of the state the lifespan starts (503 until it has)."""
 
+    async def dependency(request: Request) -> Any:
+        return _started(getattr(ingest_state(request), name))
+
+    dependency.__name__ = f"get_{name}"
+    return dependency
+
+
+# Each is a module-level name, so tests override them: app.dependency_overrides[get_sink] = ...
+get_kinesis = _lifespan_part("kinesis")
+get_sink = _lifespan_part("batcher")
+get_readiness = _lifespan_part("readiness")
+get_reader = _lifespan_part("reader")
 
 Kinesis = Annotated[Any, Depends(get_kinesis)]
-
-
-async def get_sink(request: Request) -> TradeSink:
-    return _started(ingest_state(request).batcher)
-
-
 Sink = Annotated[TradeSink, Depends(get_sink)]
-
-
-async def get_readiness(request: Request) -> ReadinessProbe:
-    return _started(ingest_state(request).readiness)
-
-
 Readiness = Annotated[ReadinessProbe, Depends(get_readiness)]
-
-
-async def get_reader(request: Request) -> TradeReader:
-    return _started(ingest_state(request).reader)
-
-
 Reader = Annotated[TradeReader, Depends(get_reader)]
 
 

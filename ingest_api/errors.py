@@ -112,7 +112,8 @@ class UnavailableError(IngestError):
 
 
 class InvalidQueryError(IngestError):
-    """A read's query parameters cannot be answered (bad symbol, range, limit or cursor)."""
+    """A read's query parameters cannot be answered: a bad symbol, range or limit, or a cursor
+    that is not one this API gave for the same symbol and range. The message says which."""
 
     status = 422
     code = "InvalidQuery"
@@ -120,7 +121,7 @@ class InvalidQueryError(IngestError):
 
 class NoTradesError(IngestError):
     status = 404
-    code = "NoTrades"
+    code = "NoTrades"  # the symbol has no trade in the hot store (yet, or past its TTL)
 
 
 class StoreUnavailableError(IngestError):
