@@ -99,12 +99,10 @@ def _lifespan_part(name: str) -> Callable[[Request], Awaitable[Any]]:
 
 
 # Each is a module-level name, so tests override them: app.dependency_overrides[get_sink] = ...
-get_kinesis = _lifespan_part("kinesis")
 get_sink = _lifespan_part("batcher")
 get_readiness = _lifespan_part("readiness")
 get_reader = _lifespan_part("reader")
 
-Kinesis = Annotated[Any, Depends(get_kinesis)]
 Sink = Annotated[TradeSink, Depends(get_sink)]
 Readiness = Annotated[ReadinessProbe, Depends(get_readiness)]
 Reader = Annotated[TradeReader, Depends(get_reader)]

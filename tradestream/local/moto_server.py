@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator, MutableMapping
-from contextlib import contextmanager
+from collections.abc import MutableMapping
 from dataclasses import dataclass
 
 from moto.server import ThreadedMotoServer
@@ -49,17 +48,3 @@ def ensure_credentials(env: MutableMapping[str, str] | None = None) -> None:
     target = os.environ if env is None else env
     if not target.get("AWS_ACCESS_KEY_ID") and not target.get("AWS_PROFILE"):
         target.update(DUMMY_CREDENTIALS)
-
-
-@contextmanager
-def moto_endpoint() -> Iterator[str]:
-    """Yield the AWS endpoint to use: the configured one, or a moto server started for the block."""
-    configured = os.environ.get("AWS_ENDPOINT_URL")
-    if configured:
-        yield configured
-        return
-    handle = start_moto()
-    try:
-        yield handle.url
-    finally:
-        handle.stop()
