@@ -62,6 +62,7 @@ class Fetched:
 
 
 S = TypeVar("S", bound=ShardCursor)
+R = TypeVar("R")  # a record as a consumer keeps it
 
 
 class ShardReaders(Generic[S]):
@@ -118,10 +119,12 @@ class ShardReaders(Generic[S]):
         initial: dict[str, Any],
         resume_after: str | None,
         limit: int,
-        then: Callable[[Fetched], None] | None = None,
+        convert: Callable[[dict[str, Any]], R],
+        then: Callable[[list[R]], None],
     ) -> Fetched:
-        """One GetRecords call on ``shard``. Its cursor moves on, and ``then`` takes the records,
-        in one hold of the lock, so no observer sees the one without the other.
+        """One GetRecords call on ``shard``. Each record is ``convert``-ed outside the lock (it is
+        per-record work); then the cursor moves on and ``then`` takes the converted records in
+        one hold of the lock, so no observer sees the one without the other.
 
         Without an iterator (the first call, or after a failure) one is opened after
         ``resume_after`` when there is one, else with ``initial``'s GetShardIterator arguments.
@@ -145,6 +148,7 @@ class ShardReaders(Generic[S]):
             millis_behind=int(response.get("MillisBehindLatest", 0)),
             polled_at=polled_at,
         )
+        converted = [convert(raw) for raw in fetched.records]
         with self._lock:
             shard.iterator = response.get("NextShardIterator")
             shard.closed = shard.iterator is None
@@ -152,8 +156,7 @@ class ShardReaders(Generic[S]):
                 shard.last_fetched = fetched.records[-1]["SequenceNumber"]
             at_tip = not fetched.records and fetched.millis_behind == 0
             shard.at_tip_since_poll = polled_at if at_tip else None
-            if then is not None:
-                then(fetched)
+            then(converted)
         return fetched
 
     def list_shards(self) -> list[str]:

@@ -67,7 +67,6 @@ from tradestream.local.esm.state import (
     split_expired,
 )
 from tradestream.local.kinesis_consumer import (
-    Fetched,
     KinesisConsumer,
     log_poll_failure,
 )
@@ -247,16 +246,14 @@ class KinesisEventSourceMapping(KinesisConsumer[MappingShard]):
         return min(self._poll_interval_s, window) if window > 0 else self._poll_interval_s
 
     def _fetch(self, shard: MappingShard) -> tuple[int, int]:
-        def buffer(fetched: Fetched) -> None:
-            records = [from_get_records(shard.shard_id, r, self._source) for r in fetched.records]
-            shard.add_fetched(records, now=time.monotonic())
 
         fetched = self._readers.fetch(
             shard,
             initial=self._initial_iterator_args(),
             resume_after=shard.last_fetched or shard.checkpoint,
             limit=min(_GET_RECORDS_LIMIT, self.settings.batch_size - len(shard.buffer)),
-            then=buffer,
+            convert=lambda raw: from_get_records(shard.shard_id, raw, self._source),
+            then=lambda records: shard.add_fetched(records, now=time.monotonic()),
         )
         return len(fetched.records), fetched.millis_behind
 

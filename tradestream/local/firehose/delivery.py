@@ -80,7 +80,6 @@ from tradestream.local.firehose.state import (
     ProcessorBuffer,
 )
 from tradestream.local.kinesis_consumer import (
-    Fetched,
     KinesisConsumer,
     ShardCursor,
     log_poll_failure,
@@ -320,8 +319,7 @@ class FirehoseEmulation(KinesisConsumer[ShardCursor]):
             return self._processor.size >= self._max_buffered_bytes
 
     def _fetch(self, shard: ShardCursor) -> tuple[int, int]:
-        def buffer(fetched: Fetched) -> None:
-            records = [from_get_records(shard.shard_id, raw) for raw in fetched.records]
+        def buffer(records: list[SourceRecord]) -> None:
             if records:
                 self._processor.add(records, time.monotonic())
                 self._stats.records_in += len(records)
@@ -332,6 +330,7 @@ class FirehoseEmulation(KinesisConsumer[ShardCursor]):
             initial={"ShardIteratorType": self._starting_position},
             resume_after=shard.last_fetched,
             limit=_GET_RECORDS_LIMIT,
+            convert=lambda raw: from_get_records(shard.shard_id, raw),
             then=buffer,
         )
         if fetched.records:
