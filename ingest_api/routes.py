@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Depends, Query, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST
 from pydantic_core import to_json
 from starlette.requests import ClientDisconnect
@@ -14,7 +14,7 @@ from tradestream.trade import SYMBOL_PATTERN, now_ms, stream_records
 
 from .batcher import BatcherClosedError, BufferFullError
 from .deps import Caller, Reader, Readiness, Sink, State, ingest_state
-from .errors import MalformedBodyError, NoTradesError, UnavailableError
+from .errors import InvalidQueryError, MalformedBodyError, NoTradesError, UnavailableError
 from .models import Accepted, InvalidTrades, LatestTrade, Problem, TradesPage, Unavailable
 from .models import Readiness as ReadinessBody
 from .parse import JSON, body_format, read_limited
@@ -107,6 +107,22 @@ READ_RESPONSES: dict[int | str, dict[str, Any]] = {
 
 # The same symbol rule as the trades POSTed (tradestream.trade).
 SymbolParam = Annotated[str, Query(pattern=SYMBOL_PATTERN, description="e.g. AAPL")]
+
+
+def only_query(*names: str) -> Any:
+    """Refuse query parameters the route does not take, as POST refuses unknown fields: a
+    misspelt ``form=`` would otherwise be ignored and the read silently widened to all time."""
+
+    async def check(request: Request) -> None:
+        unknown = sorted(set(request.query_params) - set(names))
+        if unknown:
+            raise InvalidQueryError(
+                f"unknown query parameters {unknown}: this endpoint takes {', '.join(names)}"
+            )
+
+    return Depends(check)
+
+
 _INSTANT = (
     "Inclusive. Epoch milliseconds, or an ISO 8601 / RFC 3339 time (UTC without an offset); "
     "times outside 1970..2286 are clamped to that end."
@@ -123,6 +139,7 @@ InstantParam = Query(
     response_model=TradesPage,
     responses=READ_RESPONSES,
     operation_id="getTrades",
+    dependencies=[only_query("symbol", "from", "to", "limit", "cursor")],
     summary="Read a symbol's trades from the hot store",
     description="A DynamoDB Query on the symbol's partition, its sort key (time, then id) "
     "between from and to: time order, oldest first. While `cursor` is not null, more pages "
@@ -151,6 +168,7 @@ async def get_trades(
         404: {"model": Problem, "description": "The hot store holds no trade of the symbol."},
     },
     operation_id="getLatestTrade",
+    dependencies=[only_query("symbol")],
     summary="A symbol's newest trade",
     description="One DynamoDB Query, newest first with Limit=1: one item read however many "
     "trades the symbol has.",

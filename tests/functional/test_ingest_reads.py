@@ -204,6 +204,17 @@ def test_a_bad_query_is_a_422_that_says_what_is_wrong(
     assert says in answer.json()["detail"]
 
 
+def test_an_unknown_query_parameter_is_refused_not_ignored(server: RunningServer) -> None:
+    # GIVEN a misspelt bound (form= for from=), which ignored would widen the read to all time
+    answers = [
+        _get(server, path, symbol="AAPL", form=str(T0))
+        for path in ("/v1/trades", "/v1/trades/latest")
+    ]
+    # THEN both reads answer 422 naming it, and read nothing
+    assert [a.status_code for a in answers] == [422, 422]
+    assert all("form" in a.json()["detail"] for a in answers)
+
+
 def test_a_cursor_issued_for_one_symbol_is_refused_for_another(
     market: list[Trade], server: RunningServer
 ) -> None:
