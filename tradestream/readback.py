@@ -94,6 +94,72 @@ def lines(bucket: str, prefix: str, s3: Any | None = None) -> Iterator[dict[str,
                 yield json.loads(line)
 
 
+class LakeTail:
+    """The lake read incrementally: each ``refresh`` lists the prefixes and reads only the objects
+    it has not read before (objects are immutable once written, as Firehose writes them), so a
+    dashboard can follow the lake every second for the cost of one listing plus the new objects.
+    ``count_lake`` is one refresh of a new tail: the summary and the dashboard count alike."""
+
+    def __init__(
+        self,
+        bucket: str,
+        *,
+        data_prefix: str = "trades/",
+        error_prefix: str = "errors/",
+        s3: Any | None = None,
+    ) -> None:
+        self.bucket = bucket
+        self.data_prefix = data_prefix
+        self.error_prefix = error_prefix
+        self._s3 = s3
+        self._seen: set[str] = set()
+        self._ids: set[str] = set()
+        self._predicted: set[str] = set()
+        self._records = self._objects = self._errors = self._error_objects = 0
+
+    def refresh(self) -> tuple[LakeCounts, list[dict[str, Any]]]:
+        """The counts so far, and the data lines of the objects that are new since last time."""
+        if self._s3 is None:  # built once: a follower refreshes every second
+            self._s3 = aws.client("s3")
+        client = self._s3
+        new_lines: list[dict[str, Any]] = []
+        for _, body in self._new_bodies(client, self.data_prefix):
+            self._objects += 1
+            for raw in body.splitlines():
+                if not raw.strip():
+                    continue
+                line = json.loads(raw)
+                new_lines.append(line)
+                self._records += 1
+                self._ids.add(str(line.get("id")))
+                if line.get("prediction") is not None:
+                    self._predicted.add(str(line.get("id")))
+        for _, body in self._new_bodies(client, self.error_prefix):
+            self._error_objects += 1
+            self._errors += sum(1 for raw in body.splitlines() if raw.strip())
+        counts = LakeCounts(
+            self._records,
+            len(self._ids),
+            len(self._predicted),
+            self._errors,
+            self._objects,
+            self._error_objects,
+        )
+        return counts, new_lines
+
+    def _new_bodies(self, client: Any, prefix: str) -> Iterator[tuple[str, bytes]]:
+        for page in client.get_paginator("list_objects_v2").paginate(
+            Bucket=self.bucket, Prefix=prefix
+        ):
+            for entry in page.get("Contents", []):
+                key = entry["Key"]
+                if key in self._seen:
+                    continue
+                body: bytes = client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+                self._seen.add(key)
+                yield key, gzip.decompress(body) if body[:2] == _GZIP_MAGIC else body
+
+
 def count_lake(
     bucket: str,
     *,
@@ -101,22 +167,46 @@ def count_lake(
     error_prefix: str = "errors/",
     s3: Any | None = None,
 ) -> LakeCounts:
-    client = s3 or aws.client("s3")
-    records = objects = 0
-    ids: set[str] = set()
-    predicted: set[str] = set()
-    for _, body in object_bodies(bucket, data_prefix, client):
-        objects += 1
-        for raw in body.splitlines():
-            if not raw.strip():
-                continue
-            line = json.loads(raw)
-            records += 1
-            ids.add(str(line.get("id")))
-            if line.get("prediction") is not None:
-                predicted.add(str(line.get("id")))
-    errors = error_objects = 0
-    for _, body in object_bodies(bucket, error_prefix, client):
-        error_objects += 1
-        errors += sum(1 for raw in body.splitlines() if raw.strip())
-    return LakeCounts(records, len(ids), len(predicted), errors, objects, error_objects)
+    tail = LakeTail(bucket, data_prefix=data_prefix, error_prefix=error_prefix, s3=s3)
+    return tail.refresh()[0]
+
+
+# --- the hot store, newest first ---------------------------------------------------------------
+
+
+def newest_items(
+    table: str, symbol: str, limit: int, dynamodb: Any | None = None
+) -> list[dict[str, Any]]:
+    """The symbol's newest ``limit`` trades, oldest first: one Query on the key design (time-first
+    sort key, read backwards), the same access path as the read API's /v1/trades/latest."""
+    client = dynamodb or aws.client("dynamodb")
+    items: list[dict[str, Any]] = client.query(
+        TableName=table,
+        KeyConditionExpression="s = :s",
+        ExpressionAttributeValues={":s": {"S": symbol}},
+        ScanIndexForward=False,
+        Limit=limit,
+    )["Items"]
+    return [_plain(item) for item in reversed(items)]
+
+
+def some_symbols(table: str, dynamodb: Any | None = None, *, sample: int = 200) -> set[str]:
+    """Symbols seen in a small sample of the table: where a follower starts before it has read
+    any trade of its own."""
+    client = dynamodb or aws.client("dynamodb")
+    page = client.scan(TableName=table, ProjectionExpression="s", Limit=sample)
+    return {item["s"]["S"] for item in page["Items"]}
+
+
+def _plain(item: dict[str, Any]) -> dict[str, Any]:
+    """A DynamoDB item as plain JSON values (numbers as float or int, lists of strings)."""
+    out: dict[str, Any] = {}
+    for name, value in item.items():
+        ((kind, raw),) = value.items()
+        if kind == "N":
+            out[name] = float(raw) if any(c in raw for c in ".eE") else int(raw)
+        elif kind in ("S", "BOOL"):
+            out[name] = raw
+        elif kind in ("L", "SS"):
+            out[name] = [v.get("S", v) if isinstance(v, dict) else v for v in raw]
+    return out

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-DEPLOYABLES = ("producer", "ingest_api", "lambdas", "ml")
+DEPLOYABLES = ("producer", "ingest_api", "lambdas", "ml", "dashboard")
 WIRING = ROOT / "tradestream" / "cli"
 
 
@@ -77,7 +77,7 @@ def test_the_cli_package_is_where_deployables_are_wired() -> None:
     # GIVEN the CLI package WHEN its imports are read
     wired = {m.split(".")[0] for p in WIRING.rglob("*.py") for _, m in imported_modules(p)}
     # THEN it does launch deployables (so the rule above is not vacuous)
-    assert {"producer", "ingest_api", "ml"} <= wired
+    assert {"producer", "ingest_api", "ml", "dashboard"} <= wired
 
 
 def deployable_modules() -> list[tuple[str, Path]]:

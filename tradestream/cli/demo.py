@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from tradestream import readback
-from tradestream.cli.up import start_model_server
+from tradestream.cli.up import StageCounters, start_dashboard, start_model_server
 from tradestream.local.runtime import EmbeddedStack, embedded_stack
 from tradestream.local.settings import LocalSettings
 from tradestream.readback import count_lake
@@ -75,12 +75,29 @@ def _wait_drained(stack: EmbeddedStack, expected: int, deadline: float) -> bool:
     return stack.firehose.wait_caught_up(max(1.0, deadline - time.monotonic()), flush=True)
 
 
-def run_demo(trades: int, *, rate: float, timeout: float, seed: int = 7) -> DemoResult:
+def run_demo(
+    trades: int,
+    *,
+    rate: float,
+    timeout: float,
+    seed: int = 7,
+    dashboard: bool = True,
+    on_ready: Callable[[EmbeddedStack], None] | None = None,
+) -> DemoResult:
+    """``on_ready`` is called once the stack (and the dashboard) are up, before the producer."""
     from producer.app import run as run_producer  # the CLI launches deployables; core does not
     from producer.settings import ProducerSettings
 
     started = time.monotonic()
-    with embedded_stack(LocalSettings(), model_server=start_model_server) as stack:
+    dashboard_counters = StageCounters()
+    with (
+        embedded_stack(LocalSettings(), model_server=start_model_server) as stack,
+        start_dashboard(stack, dashboard_counters, enabled=dashboard),
+    ):
+        if "dashboard_url" in stack.extra:
+            sys.stderr.write(f"tradestream demo: dashboard at {stack.extra['dashboard_url']}\n")
+        if on_ready is not None:
+            on_ready(stack)
         settings = ProducerSettings(
             source="synthetic",
             stream_name=stack.stack.stream_name,
@@ -93,6 +110,7 @@ def run_demo(trades: int, *, rate: float, timeout: float, seed: int = 7) -> Demo
         def on_progress(stats: Any) -> None:
             counters["produced"] = stats.distinct
             counters["published"] = stats.published
+            dashboard_counters.on_producer_progress(stats)
 
         def snapshot() -> dict[str, int]:
             delivered = stack.mapping.stats.records_delivered if stack.mapping else 0

@@ -21,8 +21,8 @@ from tradestream.cli.deploy import deploy_command, destroy_command
 from tradestream.trade import dumps
 
 # Each command's extra (pyproject.toml); every other command runs the embedded stack: `local`.
-COMMAND_EXTRAS = {"ingest": "ingest", "model": "ml"}
-OWN_PACKAGES = {"tradestream", "producer", "ingest_api", "lambdas", "ml"}
+COMMAND_EXTRAS = {"ingest": "ingest", "model": "ml", "dashboard": "dashboard"}
+OWN_PACKAGES = {"tradestream", "producer", "ingest_api", "lambdas", "ml", "dashboard"}
 
 
 class ExtrasGroup(click.Group):
@@ -60,14 +60,20 @@ def main() -> None:
 )
 @click.option("--timeout", type=click.FloatRange(min=1), default=600, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="End with one JSON object on stdout.")
-def demo(trades: int, rate: float, timeout: float, as_json: bool) -> None:
+@click.option(
+    "--dashboard/--no-dashboard",
+    default=True,
+    show_default=True,
+    help="Serve the live dashboard while the demo runs (its URL is printed on stderr).",
+)
+def demo(trades: int, rate: float, timeout: float, as_json: bool, dashboard: bool) -> None:
     """Run the embedded stack with the synthetic producer until TRADES trades have landed."""
     from tradestream.cli.demo import run_demo
 
     # Per-batch log lines would drown the progress line; LOG_LEVEL=INFO brings them back.
     os.environ.setdefault("LOG_LEVEL", "WARNING")
 
-    result = run_demo(trades, rate=rate, timeout=timeout)
+    result = run_demo(trades, rate=rate, timeout=timeout, dashboard=dashboard)
     if as_json:
         click.echo(dumps(result.to_json()))
     else:
@@ -90,16 +96,33 @@ def demo(trades: int, rate: float, timeout: float, as_json: bool) -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Also write the ready line to this file (removed on stop): a container health check.",
 )
-def up(source: str, ready_file: Path | None) -> None:
+@click.option(
+    "--dashboard/--no-dashboard",
+    default=True,
+    show_default=True,
+    help="Serve the live dashboard (DASHBOARD_HOST:DASHBOARD_PORT, 127.0.0.1:8050).",
+)
+def up(source: str, ready_file: Path | None, dashboard: bool) -> None:
     """Start the embedded stack and keep it running until interrupted (Ctrl-C / SIGTERM)."""
-    from tradestream.cli.up import run_source, start_ingest, start_model_server
+    from tradestream.cli.up import (
+        StageCounters,
+        run_source,
+        start_dashboard,
+        start_ingest,
+        start_model_server,
+    )
     from tradestream.local.runtime import embedded_stack
 
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
-    with embedded_stack(model_server=start_model_server) as stack, start_ingest(stack):
-        producer = run_source(source, stack, stop)
+    counters = StageCounters()
+    with (
+        embedded_stack(model_server=start_model_server) as stack,
+        start_ingest(stack),
+        start_dashboard(stack, counters, enabled=dashboard),
+    ):
+        producer = run_source(source, stack, stop, counters.on_producer_progress)
         line = dumps(stack.ready_line())
         click.echo(line)
         sys.stdout.flush()
@@ -229,7 +252,26 @@ def runtime(ready_file: Path | None) -> None:
         raise click.UsageError(
             "set AWS_ENDPOINT_URL (e.g. LocalStack); `tradestream up` embeds moto"
         )
-    up.callback(source="none", ready_file=ready_file)  # type: ignore[misc]
+    up.callback(source="none", ready_file=ready_file, dashboard=True)  # type: ignore[misc]
+
+
+@main.command()
+@click.option("--host", envvar="DASHBOARD_HOST", default="127.0.0.1", show_default=True)
+@click.option(
+    "--port",
+    envvar="DASHBOARD_PORT",
+    type=click.IntRange(0, 65535),
+    default=8050,
+    show_default=True,
+)
+def dashboard(host: str, port: int) -> None:
+    """Serve the live dashboard against whatever endpoint the environment names
+    (AWS_ENDPOINT_URL: LocalStack, moto; unset: AWS): STREAM_NAME, TABLE_NAME, BUCKET_NAME,
+    DLQ_URL or DLQ_NAME, and the components' PRODUCER_/INGEST_/RUNTIME_METRICS_URL."""
+    from dashboard import DashboardSettings
+    from dashboard.app import serve
+
+    serve(DashboardSettings(dashboard_host=host, dashboard_port=port))
 
 
 main.add_command(deploy_command)

@@ -4,13 +4,16 @@ with its own event loop, stopped (and flushed) when the stack is asked to stop."
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
 from tradestream.local.runtime import EmbeddedStack, ModelServer
+
+log = logging.getLogger(__name__)
 
 
 def producer_overrides(source: str) -> dict[str, Any] | None:
@@ -31,7 +34,12 @@ def start_model_server() -> ModelServer:
     return start_in_thread()
 
 
-def run_source(source: str, stack: EmbeddedStack, stop: threading.Event) -> threading.Thread | None:
+def run_source(
+    source: str,
+    stack: EmbeddedStack,
+    stop: threading.Event,
+    on_progress: Callable[[Any], None] | None = None,
+) -> threading.Thread | None:
     overrides = producer_overrides(source)
     if overrides is None:
         return None
@@ -46,7 +54,7 @@ def run_source(source: str, stack: EmbeddedStack, stop: threading.Event) -> thre
         threading.Thread(
             target=lambda: (stop.wait(), loop.call_soon_threadsafe(stopping.set)), daemon=True
         ).start()
-        await run_producer(settings, stop=stopping)
+        await run_producer(settings, stop=stopping, on_progress=on_progress)
 
     thread = threading.Thread(target=asyncio.run, args=(main(),), name="producer", daemon=True)
     thread.start()
@@ -72,3 +80,79 @@ def start_ingest(stack: EmbeddedStack) -> Iterator[None]:
         yield
     finally:
         server.stop()
+
+
+class StageCounters:
+    """The in-process stages' counts for the dashboard: the producer reports through its
+    on_progress callback (about every 0.25 s), read by the dashboard's thread."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, float] = {}
+
+    def on_producer_progress(self, stats: Any) -> None:
+        self.values = {"producer": stats.distinct, "producer_published": stats.published}
+
+    def __call__(self) -> dict[str, float]:
+        return dict(self.values)
+
+
+@contextmanager
+def start_dashboard(
+    stack: EmbeddedStack, counters: StageCounters | None = None, *, enabled: bool = True
+) -> Iterator[Any]:
+    """Serve the live dashboard beside the embedded stack (DASHBOARD_HOST / DASHBOARD_PORT,
+    127.0.0.1:8050 by default; a free port when that one is taken) and add its URL to the ready
+    line. It reads the pipeline only while a page is open."""
+    if not enabled:
+        yield None
+        return
+    from dashboard import DashboardSettings, Probes
+    from dashboard import start_in_thread as start_dashboard_server
+
+    # What the stack knows wins; the rest (the compose services' metrics URLs) comes from the
+    # environment, as for `tradestream dashboard`.
+    known: dict[str, Any] = {
+        "stream_name": stack.stack.stream_name,
+        "table_name": stack.stack.table_name,
+        "dlq_url": stack.stack.dlq_url,
+        "bucket_name": stack.lake.bucket_name if stack.lake else None,
+    }
+    if stack.lake is not None:
+        known |= {"data_prefix": stack.lake.data_prefix, "error_prefix": stack.lake.error_prefix}
+    if stack.model_url:
+        known["model_url"] = stack.model_url
+    if "ingest_url" in stack.extra:
+        known["ingest_metrics_url"] = f"{stack.extra['ingest_url']}/metrics"
+    settings = DashboardSettings(**known)
+    probes = Probes(counters=counters, lag=_lag_probe(stack), health=_health_probes(stack))
+    try:
+        server = start_dashboard_server(settings, probes)
+    except OSError as exc:  # the usual port is taken (another `up`): any free one will do
+        log.warning(
+            "dashboard port %s unavailable (%s): serving on a free port",
+            settings.dashboard_port,
+            exc,
+        )
+        server = start_dashboard_server(settings, probes, port=0)
+    stack.extra["dashboard_url"] = server.url
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _lag_probe(stack: EmbeddedStack) -> Any:
+    try:
+        from tradestream.local.metrics import stage_lag
+    except ImportError:  # pragma: no cover - the emulations' lag arrives with their metrics
+        return None
+    return lambda: stage_lag(stack)
+
+
+def _health_probes(stack: EmbeddedStack) -> dict[str, Any]:
+    # The emulations run in this process: up while their reader threads are.
+    probes: dict[str, Any] = {}
+    for name, consumer in (("hotstore mapping", stack.mapping), ("firehose", stack.firehose)):
+        if consumer is not None:
+            probes[name] = lambda consumer=consumer: consumer.running
+    return probes

@@ -258,6 +258,12 @@ class KinesisConsumer(Generic[S]):
     def stop(self, timeout: float = 10) -> bool:
         raise NotImplementedError
 
+    @property
+    def running(self) -> bool:
+        """Polling: started, not stopped, and some shard reader thread alive (the dashboard's
+        health of the emulation)."""
+        return not self._stop.is_set() and any(t.is_alive() for t in self._readers.threads)
+
     def __enter__(self) -> Self:
         self.start()
         return self
