@@ -279,7 +279,8 @@ class Feed:
     def _latest(prices: dict[str, list[dict[str, Any]]]) -> list[dict[str, Any]]:
         newest = sorted(
             (item for items in prices.values() for item in items[-LATEST_TRADES:]),
-            key=lambda item: (item.get("t", 0), item.get("id", "")),
+            # Newest to arrive, not newest trade time: sources' clocks differ per symbol.
+            key=lambda item: (item.get("ingested_at", 0), item.get("rt", 0), item.get("t", 0)),
             reverse=True,
         )[:LATEST_TRADES]
         keep = ("s", "p", "v", "t", "id", "rt", "ingested_at")
@@ -300,6 +301,10 @@ class Feed:
             checks["lake"] = lambda: _bucket_exists(self._client("s3"), s.bucket_name)
         if s.model_url:
             checks["model"] = lambda: self._http_ok(f"{s.model_url}/ping")
+        elif s.endpoint_name:
+            checks["model"] = lambda: _endpoint_in_service(
+                self._client("sagemaker"), s.endpoint_name
+            )
         for name, url in (
             ("producer", s.producer_metrics_url),
             ("ingest", s.ingest_metrics_url),
@@ -375,3 +380,7 @@ def _table_active(name: str, dynamodb: Any) -> bool:
 def _bucket_exists(s3: Any, name: str | None) -> bool:
     s3.head_bucket(Bucket=name)
     return True
+
+
+def _endpoint_in_service(sagemaker: Any, name: str | None) -> bool:
+    return bool(sagemaker.describe_endpoint(EndpointName=name)["EndpointStatus"] == "InService")

@@ -23,6 +23,8 @@ class DashboardSettings(BaseSettings):
     ingest_metrics_url: str | None = None
     runtime_metrics_url: str | None = None
     model_url: str | None = None  # the model server (GET /ping for its health)
+    # Without a model server URL (AWS): the SageMaker endpoint's status is its health.
+    endpoint_name: str | None = None
     dashboard_host: str = "127.0.0.1"
     dashboard_port: int = Field(default=8050, ge=0, le=65535)
     # How often the feed reads the pipeline while a page is open (it reads nothing otherwise).

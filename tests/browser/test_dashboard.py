@@ -86,7 +86,7 @@ def test_the_page_loads_without_errors_and_updates_itself(
         "#health li", "els => els.map(e => [e.dataset.component, e.className])"
     )
     names = {name for name, _ in health}
-    assert {"stream", "hot store", "dlq", "lake", "model", "hotstore mapping", "firehose"} <= names
+    assert {"stream", "hot store", "dlq", "lake", "model", "mapping", "firehose"} <= names
     assert all(state == "up" for _, state in health), health
 
 

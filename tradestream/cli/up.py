@@ -152,7 +152,7 @@ def _lag_probe(stack: EmbeddedStack) -> Any:
 def _health_probes(stack: EmbeddedStack) -> dict[str, Any]:
     # The emulations run in this process: up while their reader threads are.
     probes: dict[str, Any] = {}
-    for name, consumer in (("hotstore mapping", stack.mapping), ("firehose", stack.firehose)):
+    for name, consumer in (("mapping", stack.mapping), ("firehose", stack.firehose)):
         if consumer is not None:
             probes[name] = lambda consumer=consumer: consumer.running
     return probes
