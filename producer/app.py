@@ -7,6 +7,9 @@
 - shutdown: stop the source (Finnhub unsubscribes), then flush the buffer; the whole shutdown
   takes at most SHUTDOWN_DEADLINE_SECONDS, after which unpublished trades are counted as
   ``failed`` and logged with their records (see ``producer.publisher``).
+
+With METRICS_PORT set, Prometheus metrics (``producer.metrics``) are served on
+METRICS_HOST:METRICS_PORT from startup until the end of the shutdown.
 """
 
 from __future__ import annotations
@@ -18,12 +21,14 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
 
-from producer.publisher import KinesisPublisher, PublisherStats
+from producer.metrics import ProducerMetrics
+from producer.publisher import KinesisPublisher, PublisherStats, PutRecordsObserver
 from producer.settings import ProducerSettings
 from producer.sources import FrameSource, build_source
 from producer.sources.base import SourceStats
 from tradestream import aws
 from tradestream.logs import get_logger
+from tradestream.metrics_http import MetricsServer
 from tradestream.retry import Backoff, RetryBudget
 
 logger = get_logger("producer")
@@ -87,8 +92,12 @@ async def run(
             kinesis = await stack.enter_async_context(
                 aws.aio_client("kinesis", config=aws.NO_SDK_RETRIES)
             )
-        publisher = _publisher(settings, kinesis)
+        metrics = ProducerMetrics(settings.buffer_max_records) if settings.metrics_port else None
+        publisher = _publisher(settings, kinesis, metrics.put_records_done if metrics else None)
         lifecycle = _Lifecycle(settings, source, publisher, stop, on_progress)
+        if metrics is not None:
+            metrics.watch(source, publisher)
+            stack.callback(_serve_metrics(settings, metrics, lifecycle).stop)
         stats, error = await lifecycle.run()
     logger.info("producer stopped", extra={"stats": stats.to_json()})
     if error is not None:
@@ -97,7 +106,27 @@ async def run(
     return stats
 
 
-def _publisher(settings: ProducerSettings, kinesis: Any) -> KinesisPublisher:
+def _serve_metrics(
+    settings: ProducerSettings, metrics: ProducerMetrics, lifecycle: _Lifecycle
+) -> MetricsServer:
+    assert settings.metrics_port
+    try:
+        server = metrics.serve(settings.metrics_host, settings.metrics_port)
+    except OSError as exc:
+        lifecycle.stopped_by = "error"
+        raise ProducerError(
+            f"cannot serve metrics on {settings.metrics_host}:{settings.metrics_port} ({exc}): "
+            "set METRICS_PORT to a free port, or unset it",
+            "MetricsPortUnavailable",
+            lifecycle.snapshot(),
+        ) from exc
+    logger.info("serving metrics", extra={"url": server.url})
+    return server
+
+
+def _publisher(
+    settings: ProducerSettings, kinesis: Any, on_put_records: PutRecordsObserver | None = None
+) -> KinesisPublisher:
     return KinesisPublisher(
         kinesis,
         settings.stream_name,
@@ -109,6 +138,7 @@ def _publisher(settings: ProducerSettings, kinesis: Any) -> KinesisPublisher:
             settings.max_put_attempts,
             Backoff(settings.put_backoff_base_seconds, settings.put_backoff_max_seconds),
         ),
+        on_put_records=on_put_records,
     )
 
 

@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -48,6 +50,10 @@ from tradestream.retry import Backoff, RetryBudget, error_code, is_retryable_cod
 from tradestream.trade import Trade
 
 logger = get_logger("producer")
+
+# Called once per PutRecords call with its outcome and duration in seconds: "ok" (every entry
+# accepted), "partial" (some refused) or "error" (the call failed as a whole).
+PutRecordsObserver = Callable[[str, float], None]
 
 
 class PublisherError(Exception):
@@ -102,8 +108,10 @@ class KinesisPublisher:
         linger_ms: int = 50,
         buffer_max_records: int = 10_000,
         retry: RetryBudget | None = None,
+        on_put_records: PutRecordsObserver | None = None,
     ) -> None:
-        """``retry`` bounds the tries of each entry (default: 20, 0.1 s doubling to 5 s apart)."""
+        """``retry`` bounds the tries of each entry (default: 20, 0.1 s doubling to 5 s apart);
+        ``on_put_records`` hears about every call (the producer's metrics)."""
         if buffer_max_records < 1:
             raise ValueError("buffer_max_records must be >= 1")
         self.stream_name = stream_name
@@ -120,6 +128,7 @@ class KinesisPublisher:
         self._full = asyncio.Event()
         self._closing = False
         self._task: asyncio.Task[None] | None = None
+        self._on_put_records = on_put_records
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -242,11 +251,13 @@ class KinesisPublisher:
         for entry in batch:
             entry.attempts += 1
         self.stats.put_calls += 1
+        started = time.perf_counter()
         try:
             response = await self._client.put_records(
                 StreamName=self.stream_name, Records=kinesis.put_records_entries(batch)
             )
         except Exception as exc:
+            self._observe("error", started)
             if is_transient(exc):
                 return self._call_failed(batch, error_code(exc))
             if isinstance(exc, ClientError):
@@ -254,6 +265,7 @@ class KinesisPublisher:
                 raise PublisherError(_advice(code, self.stream_name), code) from exc
             raise
         accepted, refused = kinesis.split_answer(batch, response)
+        self._observe("partial" if refused else "ok", started)
         for _ in accepted:
             self._settle()
         self.stats.published += len(accepted)
@@ -265,6 +277,10 @@ class KinesisPublisher:
             else:
                 self._fail(entry, f"{code}, which no resend can fix")
         return again
+
+    def _observe(self, outcome: str, started: float) -> None:
+        if self._on_put_records is not None:
+            self._on_put_records(outcome, time.perf_counter() - started)
 
     def _call_failed(self, batch: list[_Entry], code: str) -> list[_Entry]:
         self.stats.call_errors += 1

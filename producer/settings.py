@@ -78,6 +78,13 @@ class ProducerSettings(BaseSettings):
         default=25, gt=0, lt=ECS_MAX_STOP_TIMEOUT_SECONDS, description="keep below stopTimeout"
     )
 
+    # Prometheus metrics at http://METRICS_HOST:METRICS_PORT/metrics; unset or 0: not served.
+    # Loopback by default, like the ingest API's HOST: /metrics has no authentication, so
+    # listening on every interface is the deployment's explicit choice (METRICS_HOST=0.0.0.0 in
+    # a container that Prometheus scrapes from outside).
+    metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    metrics_host: str = Field(default="127.0.0.1", min_length=1)
+
     @field_validator("finnhub_api_key", mode="before")
     @classmethod
     def _blank_key_is_no_key(cls, value: Any) -> Any:

@@ -37,6 +37,7 @@ from urllib.parse import quote_plus, urlencode
 from pydantic import SecretStr
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+from websockets.protocol import State
 
 from producer.sources.base import DistinctLimit, Frame, SourceStats
 from tradestream.logs import get_logger
@@ -144,6 +145,7 @@ class FinnhubSource:
         self.watchdog_seconds = watchdog_seconds
         self.open_timeout = open_timeout
         self.stats = FinnhubStats()
+        self._ws: ClientConnection | None = None  # the latest connection
         self._token = token
         self._limit = DistinctLimit(self.stats, max_trades)
         self._backoff = backoff or Backoff(1, 60)
@@ -151,6 +153,12 @@ class FinnhubSource:
 
     def __aiter__(self) -> AsyncIterator[Frame]:
         return self._frames()
+
+    @property
+    def connected(self) -> bool:
+        """A WebSocket to Finnhub is open now (the producer's ``producer_source_connected``)."""
+        ws = self._ws
+        return ws is not None and ws.state is State.OPEN
 
     async def _frames(self) -> AsyncIterator[Frame]:
         failures = 0
@@ -160,6 +168,7 @@ class FinnhubSource:
             try:
                 async with self._connect() as ws:
                     self.stats.connections += 1
+                    self._ws = ws
                     logger.info("connected to Finnhub", extra={"url": self.url})
                     await self._send_all(ws, "subscribe")
                     try:
