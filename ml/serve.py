@@ -14,6 +14,13 @@ Both paths run the package's own ``code/inference.py`` (model_fn, input_fn, pred
 output_fn), what the SageMaker scikit-learn container runs, one vectorised predict per request,
 in a worker thread so ``/ping`` stays responsive. Not emulated: the 60 s invocation timeout,
 TargetModel / TargetVariant routing, CustomAttributes, and signature (SigV4) checks.
+
+``GET /metrics``: Prometheus metrics of this app, in a registry of its own (``ServerMetrics``),
+counting both invocation paths alike: ``model_invocations_total{status}`` (the status the model
+answered: 200, or its 400 / 406 / 413 / 415 / 500, which the runtime path wraps in a 424
+ModelError), ``model_rows_predicted_total`` (trades in successful invocations),
+``model_invocation_duration_seconds`` (body read to answer) and ``model_loaded{model_version}``.
+A malformed endpoint name never reaches the model and is not counted.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import json
 import re
 import shutil
 import tempfile
+import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +39,14 @@ from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, Request, Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
 from starlette.concurrency import run_in_threadpool
 
 from ml.default_model import cache_dir, default_model_dir, mark_used, prune_cache
@@ -42,6 +58,7 @@ from tradestream.serving import ThreadedServer
 ENDPOINT_NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 VARIANT = "AllTraffic"
 START_TIMEOUT_S = 15.0
+DURATION_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 
 log = get_logger("model-server")
 
@@ -59,6 +76,46 @@ class Answer:
     status: int
     body: bytes
     content_type: str
+    rows: int = 0  # trades predicted
+
+
+class ServerMetrics:
+    """One app's Prometheus metrics (tests serve several models in one process)."""
+
+    def __init__(self, model_version: str) -> None:
+        self.registry = CollectorRegistry()
+        self.invocations = Counter(
+            "model_invocations",
+            "Invocations answered, by the HTTP status the model answered (both paths).",
+            ["status"],
+            registry=self.registry,
+        )
+        self.rows = Counter(
+            "model_rows_predicted",
+            "Trades predicted, one row each, in successful invocations.",
+            registry=self.registry,
+        )
+        self.duration = Histogram(
+            "model_invocation_duration_seconds",
+            "Time from the request to its answer, body read and inference included.",
+            buckets=DURATION_BUCKETS,
+            registry=self.registry,
+        )
+        self.loaded = Gauge(
+            "model_loaded",
+            "1 while a model is loaded and served, labelled with its version.",
+            ["model_version"],
+            registry=self.registry,
+        )
+        self.loaded.labels(model_version).set(1)
+
+    def answered(self, answer: Answer, seconds: float) -> None:
+        self.invocations.labels(str(answer.status)).inc()
+        self.rows.inc(answer.rows)
+        self.duration.observe(seconds)
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)
 
 
 def load_model(model_dir: Path | None = None) -> LoadedModel:
@@ -79,15 +136,21 @@ def load_model(model_dir: Path | None = None) -> LoadedModel:
 def create_app(model_dir: Path | None = None, *, loaded: LoadedModel | None = None) -> FastAPI:
     served = loaded or load_model(model_dir)
     app = FastAPI(title="tradestream model server", openapi_url=None, docs_url=None, redoc_url=None)
+    metrics = ServerMetrics(served.model_version)
     app.state.model = served
+    app.state.metrics = metrics
 
     @app.get("/ping")
     def ping() -> Response:
         return Response(status_code=200)
 
+    @app.get("/metrics")
+    def prometheus_metrics() -> Response:
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
     @app.post("/invocations")
     async def invocations(request: Request) -> Response:
-        answer = await _answer(served, request)
+        answer = await _answer(served, request, metrics)
         return _response(answer)
 
     @app.post("/endpoints/{name}/invocations")
@@ -97,7 +160,7 @@ def create_app(model_dir: Path | None = None, *, loaded: LoadedModel | None = No
             return _runtime_error(
                 400, "ValidationError", f"Endpoint name {name!r} is not valid.", request_id
             )
-        answer = await _answer(served, request)
+        answer = await _answer(served, request, metrics)
         if answer.status == 413:
             message = f"Request {request_id} has oversize body."
             return _runtime_error(413, "ValidationError", message, request_id)
@@ -145,7 +208,14 @@ def start_in_thread(
     )
 
 
-async def _answer(served: LoadedModel, request: Request) -> Answer:
+async def _answer(served: LoadedModel, request: Request, metrics: ServerMetrics) -> Answer:
+    started = time.perf_counter()
+    answer = await _model_answer(served, request)
+    metrics.answered(answer, time.perf_counter() - started)
+    return answer
+
+
+async def _model_answer(served: LoadedModel, request: Request) -> Answer:
     limit = SAGEMAKER_INVOKE_MAX_PAYLOAD_BYTES
     too_large = _error_answer(413, "PayloadTooLarge", f"the body exceeds {limit} bytes")
     declared = request.headers.get("content-length", "")
@@ -171,7 +241,7 @@ def _invoke(served: LoadedModel, body: bytes, content_type: str, accept: str) ->
     except Exception as exc:
         log.exception("inference failed")
         return _error_answer(500, type(exc).__name__, f"inference failed: {exc}")
-    return Answer(200, output.encode("utf-8"), mime)
+    return Answer(200, output.encode("utf-8"), mime, len(trades) if isinstance(trades, list) else 0)
 
 
 def _response(answer: Answer, headers: dict[str, str] | None = None) -> Response:

@@ -45,11 +45,12 @@ def test_the_bucket_is_encrypted_versioned_private_and_has_its_lifecycle(
     }
     ownership = s3.get_bucket_ownership_controls(Bucket=bucket)["OwnershipControls"]
     assert ownership == {"Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]}
-    # AND its lifecycle tiers the lake, expires errors and old versions
+    # AND its lifecycle tiers the lake, expires errors, Athena's results and old versions
     rules = {r["ID"]: r for r in s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]}
     assert set(rules) == {
         "lake-to-infrequent-access",
         "expire-errors",
+        "expire-athena-results",
         "expire-old-versions-and-uploads",
     }
     assert rules["lake-to-infrequent-access"]["Filter"] == {"Prefix": "trades/"}
@@ -58,6 +59,8 @@ def test_the_bucket_is_encrypted_versioned_private_and_has_its_lifecycle(
     ]
     assert rules["expire-errors"]["Filter"] == {"Prefix": "errors/"}
     assert rules["expire-errors"]["Expiration"] == {"Days": 90}
+    assert rules["expire-athena-results"]["Filter"] == {"Prefix": "athena-results/"}
+    assert rules["expire-athena-results"]["Expiration"] == {"Days": 7}
     old = rules["expire-old-versions-and-uploads"]
     assert old["NoncurrentVersionExpiration"] == {"NoncurrentDays": 30}
     assert old["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 7}

@@ -13,6 +13,7 @@ import boto3
 import httpx
 import pytest
 from botocore.config import Config
+from prometheus_client.parser import text_string_to_metric_families
 
 from ml.package import PackageError, extract, package
 from ml.serve import RunningServer, start_in_thread
@@ -187,3 +188,59 @@ def test_a_server_in_a_thread_leaves_the_process_logging_alone(trained: TrainRes
     with start_in_thread(trained.model_dir):
         # THEN the process's logging configuration is left as it was
         assert disabled.disabled
+
+
+def test_metrics_count_every_invocation_of_both_paths(trained: TrainResult) -> None:
+    # GIVEN a fresh server (its metrics start at zero) and an unmodified boto3 client
+    with start_in_thread(trained.model_dir) as running:
+        client = boto3.client(
+            "sagemaker-runtime",
+            endpoint_url=running.url,
+            region_name="us-east-1",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            config=Config(retries={"max_attempts": 1}),
+        )
+        before = metric_samples(httpx.get(f"{running.url}/metrics").text)
+        # WHEN it answers 4 good requests through boto3 and one on the container path...
+        invoke(client, json.dumps(TRADES), "application/json", "application/json")
+        lines = "".join(json.dumps(t) + "\n" for t in TRADES[:10])
+        invoke(client, lines, "application/jsonlines", "application/jsonlines")
+        invoke(client, "[]", "application/json", "application/json")
+        csv_body = "".join(f"{t['s']},{t['p']},{t['v']},{t['t']}\n" for t in TRADES[:5])
+        invoke(client, csv_body, "text/csv", "text/csv")
+        assert httpx.post(f"{running.url}/invocations", json=TRADES[:2]).status_code == 200
+        # ... and refuses bad input, an unsupported type, an oversize body, a bad endpoint name
+        with pytest.raises(client.exceptions.ModelError):
+            invoke(client, "not json", "application/json", "application/json")
+        with pytest.raises(client.exceptions.ModelError):
+            invoke(client, "[]", "application/x-npy", "application/json")
+        with pytest.raises(client.exceptions.ValidationError):
+            invoke(client, b" " * (SAGEMAKER_INVOKE_MAX_PAYLOAD_BYTES + 1), "text/csv", "text/csv")
+        with pytest.raises(client.exceptions.ValidationError):
+            client.invoke_endpoint(EndpointName="bad_name", ContentType="text/csv", Body="")
+        scraped = httpx.get(f"{running.url}/metrics")
+    # THEN the scrape counts each call by the model's status, and the rows it predicted
+    assert scraped.headers["content-type"].startswith("text/plain")
+    after = metric_samples(scraped.text)
+    assert before['model_loaded{model_version="' + trained.model_version + '"}'] == 1
+    assert not any(name.startswith("model_invocations_total") for name in before)
+    by_status = {
+        name.split('"')[1]: value
+        for name, value in after.items()
+        if name.startswith("model_invocations_total{")
+    }
+    assert by_status == {"200": 5, "400": 1, "413": 1, "415": 1}
+    assert after["model_rows_predicted_total"] == len(TRADES) + 10 + 0 + 5 + 2
+    assert after["model_invocation_duration_seconds_count"] == 8
+    assert after['model_loaded{model_version="' + trained.model_version + '"}'] == 1
+
+
+def metric_samples(text: str) -> dict[str, float]:
+    """Samples keyed ``name`` or ``name{label="value",...}``."""
+    found: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+            found[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
+    return found
