@@ -3,7 +3,8 @@
 An execution environment serves many invocations, so what is costly to build (settings read from
 the environment, clients) is built by the first and reused by the rest: ``PerEnvironment``.
 Its ``reset()`` forgets it as a new environment would, for tests and for the local runtime's
-"cold start". ``lambda_handler`` is the entry point Lambda calls, over that reused state.
+"cold start". ``lambda_handler`` is the entry point Lambda calls, over that reused state; it
+publishes the invocation's figures as one EMF blob (``lambdas.metrics``) once the work is done.
 An invocation is cut off at the function's timeout, so retries must stop early enough for the
 function still to answer: ``invocation_deadline``.
 """
@@ -16,6 +17,8 @@ from typing import Any, Generic, Protocol, TypeVar
 
 from aws_lambda_powertools import Logger
 
+from lambdas.metrics import Figures, publish
+
 T = TypeVar("T")
 R = TypeVar("R")
 R_co = TypeVar("R_co", covariant=True)
@@ -24,7 +27,9 @@ R_co = TypeVar("R_co", covariant=True)
 class BatchProcessor(Protocol[R_co]):
     """A function's work for one event (``Hotstore``, ``Enricher``)."""
 
-    def process(self, event: Mapping[str, Any], context: Any = None) -> R_co: ...
+    def process(
+        self, event: Mapping[str, Any], context: Any = None, figures: Figures | None = None
+    ) -> R_co: ...
 
 
 class PerEnvironment(Generic[T]):
@@ -49,13 +54,18 @@ class PerEnvironment(Generic[T]):
 
 
 def lambda_handler(
-    logger: Logger, processor: Callable[[], BatchProcessor[R]]
+    logger: Logger, processor: Callable[[], BatchProcessor[R]], *, service: str
 ) -> Callable[[dict[str, Any], Any], R]:
-    """The function Lambda calls: ``processor()`` handles the event, and every log line of the
-    invocation carries its request id (and none of the previous invocation's keys)."""
+    """The function Lambda calls: ``processor()`` handles the event, every log line of the
+    invocation carries its request id (and none of the previous invocation's keys), and the
+    invocation's figures are published once, as ``service``'s metrics. An invocation that
+    raises publishes none: Lambda's own Errors metric counts it."""
 
     def handle(event: dict[str, Any], context: Any) -> R:
-        return processor().process(event, context)
+        figures = Figures()
+        response = processor().process(event, context, figures)
+        publish(figures, service=service, context=context)
+        return response
 
     return logger.inject_lambda_context(handle, clear_state=True)
 

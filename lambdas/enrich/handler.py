@@ -12,7 +12,8 @@ Every input ``recordId`` is answered exactly once, in input order:
 
 Trades go to the endpoint in chunks, ONE InvokeEndpoint per chunk. Settings and the client are
 built on the first invocation and reused; ``reset()`` forgets them (tests, and the local
-runtime's "cold start"). ``Enricher`` takes explicit settings and client.
+runtime's "cold start"). ``Enricher`` takes explicit settings and client. Each invocation
+publishes its figures as one EMF blob (``lambdas.enrich.metrics``).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from aws_lambda_powertools.utilities.data_classes.kinesis_firehose_event import 
 )
 from botocore.config import Config
 
+from lambdas.enrich import metrics
 from lambdas.enrich.chunks import chunk
 from lambdas.enrich.firehose import (
     Answer,
@@ -51,6 +53,7 @@ from lambdas.enrich.records import (
 )
 from lambdas.enrich.settings import EnrichSettings
 from lambdas.execution import PerEnvironment, invocation_deadline, lambda_handler
+from lambdas.metrics import Figures
 from tradestream import aws
 from tradestream.retry import SYSTEM_CLOCK, Clock
 from tradestream.trade import Trade, TradeError
@@ -93,7 +96,10 @@ class Enricher:
         settings = EnrichSettings()  # type: ignore[call-arg]  # required values from env
         return cls(settings, sagemaker=sagemaker_client(settings))
 
-    def process(self, event: Mapping[str, Any], context: Any = None) -> TransformationResponse:
+    def process(
+        self, event: Mapping[str, Any], context: Any = None, figures: Figures | None = None
+    ) -> TransformationResponse:
+        """Enrich the batch; ``figures``, when given, receives the batch's metrics."""
         batch = read_batch(event)
         deadline = invocation_deadline(
             context, self.settings.retry_reserve_seconds, self._monotonic
@@ -114,9 +120,12 @@ class Enricher:
             self._answer(*trades[index], InferenceFailure(reason), answers, tally)
 
         chunks = chunk([items[i] for i in fitting], self.settings.max_chunk_bytes)
+        endpoint_seconds = 0.0
         for part in chunks:
             result = self.endpoint.predict(part.body, len(part.indexes), deadline=deadline)
             tally["endpoint_calls"] += result.calls
+            tally["endpoint_errors"] += result.errors
+            endpoint_seconds += result.call_seconds
             if result.failure is not None:
                 failures[result.failure] += len(part.indexes)
             for index, inference in zip(part.indexes, result.inferences, strict=True):
@@ -125,7 +134,10 @@ class Enricher:
         self._log(batch, tally, failures, len(chunks))
         # Input order, each recordId once (Firehose never repeats one; if it did, one answer).
         order = dict.fromkeys(record.record_id for record in batch.records)
-        return response(answers[record_id] for record_id in order)
+        answered = response(answers[record_id] for record_id in order)
+        if figures is not None:
+            _measure(figures, batch, answered, tally, endpoint_seconds)
+        return answered
 
     def _answer(
         self,
@@ -208,9 +220,33 @@ class Enricher:
         )
 
 
+def _measure(
+    figures: Figures,
+    batch: TransformationBatch,
+    answered: TransformationResponse,
+    tally: Counter[str],
+    endpoint_seconds: float,
+) -> None:
+    """The batch's figures (``lambdas.enrich.metrics`` says how they reconcile)."""
+    results = Counter(record["result"] for record in answered["records"])
+    figures.set(metrics.RECORDS_RECEIVED, len(batch.records) + batch.unanswerable)
+    figures.set(metrics.RECORDS_OK, results["Ok"])
+    figures.set(metrics.RECORDS_DROPPED, results["Dropped"])
+    figures.set(metrics.PROCESSING_FAILED, results["ProcessingFailed"])
+    figures.set(metrics.INVALID_RECORDS, tally["invalid"])
+    figures.set(metrics.UNANSWERABLE_RECORDS, batch.unanswerable)
+    figures.set(metrics.PREDICTED, tally["predicted"])
+    failed_inferences = tally["null_predictions"] + tally["inference_failed_records"]
+    figures.set(metrics.INFERENCE_FAILURES, failed_inferences)
+    figures.set(metrics.ENDPOINT_CALLS, tally["endpoint_calls"])
+    figures.set(metrics.ENDPOINT_ERRORS, tally["endpoint_errors"])
+    if tally["endpoint_calls"]:
+        figures.set(metrics.ENDPOINT_LATENCY, endpoint_seconds * 1000 / tally["endpoint_calls"])
+
+
 # -- the Lambda entry point: state reused across invocations ---------------------------------
 
 _warm = PerEnvironment(Enricher.from_environment)
 enricher = _warm.get  # the Enricher of this execution environment
 reset = _warm.reset  # forget settings and client, as a new execution environment would
-handler = lambda_handler(logger, enricher)
+handler = lambda_handler(logger, enricher, service=metrics.SERVICE)

@@ -32,6 +32,13 @@ class ChunkResult:
     inferences: list[Inference]  # one per trade of the chunk
     calls: int  # InvokeEndpoint calls made (attempts)
     failure: str | None = None
+    call_seconds: float = 0.0  # time spent in those calls (the backoff sleeps not included)
+
+    @property
+    def errors(self) -> int:
+        """Attempts that failed: a retry follows only a failed attempt, and a chunk that failed
+        failed every one it made (the last may have answered, but invalidly)."""
+        return self.calls if self.failure is not None else max(0, self.calls - 1)
 
 
 class Endpoint:
@@ -58,24 +65,29 @@ class Endpoint:
         attempt starts only if it can time out before then.
         """
         calls = 0
+        spent = 0.0
         while True:
             if not self._fits(deadline, 0.0):
-                return self._failed(count, calls, f"InvocationDeadline after {calls} attempt(s)")
+                reason = f"InvocationDeadline after {calls} attempt(s)"
+                return self._failed(count, calls, reason, spent)
             calls += 1
+            started = self._monotonic()
             try:
                 payload = self._invoke(body)
             except Exception as exc:
+                spent += self._monotonic() - started
                 code = error_code(exc)
                 if not is_transient(exc):
-                    return self._failed(count, calls, f"{code}: {_message(exc)}")
+                    return self._failed(count, calls, f"{code}: {_message(exc)}", spent)
                 if calls >= self._settings.max_invoke_attempts:
-                    return self._failed(count, calls, f"{code} after {calls} attempt(s)")
+                    return self._failed(count, calls, f"{code} after {calls} attempt(s)", spent)
                 delay = self._backoff.delay(calls)
                 if not self._fits(deadline, delay):
-                    return self._failed(count, calls, f"{code}; no time left to retry")
+                    return self._failed(count, calls, f"{code}; no time left to retry", spent)
                 self._sleep(delay)
                 continue
-            return self._read(payload, count, calls)
+            spent += self._monotonic() - started
+            return self._read(payload, count, calls, spent)
 
     def _invoke(self, body: bytes) -> bytes:
         response = self._client.invoke_endpoint(
@@ -92,23 +104,26 @@ class Endpoint:
             return True
         return self._monotonic() + delay + self._settings.attempt_seconds <= deadline
 
-    def _read(self, payload: bytes, count: int, calls: int) -> ChunkResult:
+    def _read(self, payload: bytes, count: int, calls: int, spent: float) -> ChunkResult:
         try:
             answer = _ModelResponse.model_validate_json(payload)
         except ValidationError as exc:
-            return self._failed(count, calls, f"InvalidModelResponse: {_first_error(exc)}")
+            reason = f"InvalidModelResponse: {_first_error(exc)}"
+            return self._failed(count, calls, reason, spent)
         if len(answer.predictions) != count:
             reason = f"InvalidModelResponse: {len(answer.predictions)} predictions for {count}"
-            return self._failed(count, calls, reason)
+            return self._failed(count, calls, reason, spent)
         inferences: list[Inference] = [
             Prediction(value, answer.model_version) for value in answer.predictions
         ]
-        return ChunkResult(inferences, calls)
+        return ChunkResult(inferences, calls, call_seconds=spent)
 
     @staticmethod
-    def _failed(count: int, calls: int, reason: str) -> ChunkResult:
+    def _failed(count: int, calls: int, reason: str, spent: float) -> ChunkResult:
         reason = reason[:_REASON_LIMIT]
-        return ChunkResult([InferenceFailure(reason)] * count, calls, failure=reason)
+        return ChunkResult(
+            [InferenceFailure(reason)] * count, calls, failure=reason, call_seconds=spent
+        )
 
 
 def _message(exc: Exception) -> str:

@@ -3,5 +3,5 @@
 Entry point for Lambda: ``lambdas.hotstore.handler.handler``. Modules, from the edge inwards:
 ``records`` (decode and classify one Kinesis record), ``items`` (trade -> DynamoDB item),
 ``writer`` (batched BatchWriteItem), ``dlq`` (poison records -> SQS), ``rounds`` (how both
-retry) and ``settings``.
+retry), ``metrics`` (what each invocation publishes to CloudWatch) and ``settings``.
 """

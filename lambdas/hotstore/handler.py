@@ -7,7 +7,8 @@ records the DLQ took are successes (see ``lambdas.hotstore.dlq`` for why).
 
 Settings and clients are built on the first invocation and reused by later ones (the Lambda
 execution environment outlives an invocation); ``reset()`` forgets them, for tests and for the
-local runtime's "cold start". ``Hotstore`` takes explicit settings and clients.
+local runtime's "cold start". ``Hotstore`` takes explicit settings and clients. Each invocation
+publishes its figures as one EMF blob (``lambdas.hotstore.metrics``).
 """
 
 from __future__ import annotations
@@ -23,12 +24,14 @@ from aws_lambda_powertools import Logger
 from botocore.config import Config
 
 from lambdas.execution import PerEnvironment, invocation_deadline, lambda_handler
-from lambdas.hotstore.dlq import DeadLetter, DeadLetterQueue
+from lambdas.hotstore import metrics
+from lambdas.hotstore.dlq import DeadLetter, DeadLetterQueue, DeadLetterResult
 from lambdas.hotstore.items import Item, Key, key_of, to_item
 from lambdas.hotstore.records import PoisonRecordError, RecordRef, decode_trade
 from lambdas.hotstore.rounds import RetryRounds
 from lambdas.hotstore.settings import HotstoreSettings
-from lambdas.hotstore.writer import BatchWriter
+from lambdas.hotstore.writer import BatchWriter, WriteResult
+from lambdas.metrics import Figures
 from tradestream import aws
 from tradestream.retry import SYSTEM_CLOCK, Backoff, Clock
 
@@ -95,7 +98,10 @@ class Hotstore:
         settings = HotstoreSettings()  # type: ignore[call-arg]  # required values from env
         return cls(settings, dynamodb=dynamodb_client(), sqs=sqs_client())
 
-    def process(self, event: Mapping[str, Any], context: Any = None) -> BatchResponse:
+    def process(
+        self, event: Mapping[str, Any], context: Any = None, figures: Figures | None = None
+    ) -> BatchResponse:
+        """Write the batch; ``figures``, when given, receives the batch's metrics."""
         deadline = invocation_deadline(
             context, self.settings.retry_reserve_seconds, self._monotonic
         )
@@ -128,6 +134,8 @@ class Hotstore:
                 "dlq_calls": dead.calls,
             },
         )
+        if figures is not None:
+            _measure(figures, refs, items, written, dead, len(identifiers))
         return {"batchItemFailures": [{"itemIdentifier": seq} for seq in identifiers]}
 
     def _classify(
@@ -179,6 +187,36 @@ class Hotstore:
             )
 
 
+def _measure(
+    figures: Figures,
+    refs: list[RecordRef],
+    items: list[Item],
+    written: WriteResult,
+    dead: DeadLetterResult,
+    reported: int,
+) -> None:
+    """The batch's figures (``lambdas.hotstore.metrics`` says how they reconcile)."""
+    last_by_key = {key_of(item): item for item in items}  # the item the writer sent per key
+    figures.set(metrics.RECORDS_RECEIVED, len(refs))
+    figures.set(metrics.ITEMS_WRITTEN, len(written.written))
+    figures.set(metrics.DUPLICATES_SKIPPED, len(items) - len(last_by_key))
+    figures.set(metrics.ITEMS_FAILED, len(written.failed))
+    figures.set(metrics.POISON_RECORDS, len(dead.sent) + len(dead.failed))
+    figures.set(metrics.DLQ_MESSAGES, len(dead.sent))
+    figures.set(metrics.DLQ_FAILURES, len(dead.failed))
+    figures.set(metrics.BATCH_ITEM_FAILURES, reported)
+    figures.set(metrics.BATCH_WRITE_CALLS, written.calls)
+    figures.set(metrics.WRITE_RETRIES, written.resent)
+    latencies = [
+        int(item["ingested_at"]["N"]) - int(item["rt"]["N"])
+        for key, item in last_by_key.items()
+        if key in written.written
+    ]
+    if latencies:
+        figures.set(metrics.END_TO_END_LATENCY_MAX, max(latencies))
+        figures.set(metrics.END_TO_END_LATENCY_AVG, sum(latencies) / len(latencies))
+
+
 def _locator(ref: RecordRef) -> dict[str, str]:
     return {"shard_id": ref.shard_id, "sequence_number": ref.sequence_number}
 
@@ -198,4 +236,4 @@ def _origin(context: Any) -> dict[str, str]:
 _warm = PerEnvironment(Hotstore.from_environment)
 hotstore = _warm.get  # the Hotstore of this execution environment
 reset = _warm.reset  # forget settings and clients, as a new execution environment would
-handler = lambda_handler(logger, hotstore)
+handler = lambda_handler(logger, hotstore, service=metrics.SERVICE)

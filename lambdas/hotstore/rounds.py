@@ -35,6 +35,7 @@ class RoundsResult(Generic[K]):
     failed: dict[K, str]  # key -> last error code
     calls: int
     rounds: int
+    resent: int = 0  # keys sent again in a later round (counted once per round)
 
 
 class RetryRounds:
@@ -64,10 +65,12 @@ class RetryRounds:
         out of rounds; ``deadline`` (``monotonic`` clock) stops retries that would pass it."""
         failed: dict[K, str] = {}
         last_error: dict[K, str] = {}
-        calls = rounds = 0
+        calls = rounds = resent = 0
         while pending and rounds < self.max_attempts:
-            if rounds and not self._wait(rounds, deadline):
-                break
+            if rounds:
+                if not self._wait(rounds, deadline):
+                    break
+                resent += len(pending)
             rounds += 1
             retry: dict[K, V] = {}
             for batch in batches(list(pending.items())):
@@ -81,7 +84,7 @@ class RetryRounds:
                 retry.update((k, sent[k]) for k in again)
             pending = retry
         failed.update({key: last_error[key] for key in pending})
-        return RoundsResult(failed, calls, rounds)
+        return RoundsResult(failed, calls, rounds, resent)
 
     def _wait(self, retry: int, deadline: float | None) -> bool:
         delay = self.backoff.delay(retry)

@@ -33,6 +33,7 @@ class WriteResult:
     failed: dict[Key, str] = field(default_factory=dict)  # key -> last error code
     calls: int = 0
     rounds: int = 0
+    resent: int = 0  # items sent again after UnprocessedItems or a transient error, per round
 
 
 def dedupe(items: Iterable[Item]) -> dict[Key, Item]:
@@ -59,7 +60,9 @@ class BatchWriter:
         unique = dedupe(items)
         done = self._rounds.run(unique, chunked, self._call, deadline=deadline)
         written = set(unique).difference(done.failed)
-        return WriteResult(written, done.failed, calls=done.calls, rounds=done.rounds)
+        return WriteResult(
+            written, done.failed, calls=done.calls, rounds=done.rounds, resent=done.resent
+        )
 
     def _call(self, chunk: dict[Key, Item]) -> CallOutcome[Key]:
         """One BatchWriteItem call; what DynamoDB left unprocessed is retried."""

@@ -92,6 +92,7 @@ def test_the_emulation_settings_and_the_function_come_from_the_template(
         "ENDPOINT_NAME": "tradestream-model",
         "ON_INFERENCE_FAILURE": "deliver_null",
         "POWERTOOLS_SERVICE_NAME": "enrich",
+        "POWERTOOLS_METRICS_NAMESPACE": "tradestream",
     }
     assert (lake.function_name, lake.delivery_stream_arn) == (None, None)
 

@@ -70,6 +70,7 @@ def test_deploy_creates_the_stream_table_and_queue_and_reports_them(
         "DLQ_URL": stack.dlq_url,
         "TTL_DAYS": "30",
         "POWERTOOLS_SERVICE_NAME": "hotstore",
+        "POWERTOOLS_METRICS_NAMESPACE": "tradestream",
     }
 
 

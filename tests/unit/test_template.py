@@ -264,5 +264,6 @@ def test_the_function_settings_resolve_environment_from_parameters_and_outputs(
             "DLQ_URL": HOTSTORE_OUTPUTS["DeadLetterQueueUrl"],
             "TTL_DAYS": "7",
             "POWERTOOLS_SERVICE_NAME": "hotstore",
+            "POWERTOOLS_METRICS_NAMESPACE": "tradestream",
         },
     )
