@@ -141,6 +141,8 @@ def _alarms(ctx: DeployContext) -> Parameters:
     return {
         "StreamName": ctx.names.stream,
         "HotstoreFunctionName": ctx.names.hotstore_function,
+        "EnrichFunctionName": ctx.names.enrich_function,
+        "TableName": ctx.names.table,
         "DeadLetterQueueName": ctx.names.dead_letter_queue,
         "DeliveryStreamName": ctx.names.delivery_stream,
         # Only a real app/NAME/ID: an endpoint that cannot resolve the attribute (moto) gets
@@ -148,6 +150,7 @@ def _alarms(ctx: DeployContext) -> Parameters:
         "LoadBalancerFullName": load_balancer if _ALB_FULL_NAME.match(load_balancer) else "",
         "EndpointName": ctx.names.endpoint,
         "AlarmEmail": ctx.options.alarm_email,
+        "DashboardName": ctx.names.prefix,
     }
 
 
