@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import Any
 
 from tradestream import readback
+from tradestream.cli.progress import live_progress
 from tradestream.cli.up import StageCounters, start_dashboard, start_model_server
 from tradestream.local.runtime import EmbeddedStack, embedded_stack
 from tradestream.local.settings import LocalSettings
@@ -34,30 +34,6 @@ class DemoResult:
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
-
-
-def _progress_printer(
-    snapshot: Callable[[], dict[str, int]], stop: threading.Event
-) -> threading.Thread:
-    """Live progress on stderr: a rewritten line on a terminal, a line every 2 s otherwise."""
-    tty = sys.stderr.isatty()
-
-    def loop() -> None:
-        interval = 0.25 if tty else 2.0
-        while not stop.wait(interval):
-            values = snapshot()
-            line = " | ".join(f"{k} {v:,}" for k, v in values.items())
-            if tty:
-                sys.stderr.write(f"\r{line}   ")
-            else:
-                sys.stderr.write(line + "\n")
-            sys.stderr.flush()
-        if tty:
-            sys.stderr.write("\n")
-
-    thread = threading.Thread(target=loop, name="demo-progress", daemon=True)
-    thread.start()
-    return thread
 
 
 def _wait_drained(stack: EmbeddedStack, expected: int, deadline: float) -> bool:
@@ -117,17 +93,12 @@ def run_demo(
             enriched = stack.firehose.stats.records_delivered if stack.firehose else 0
             return {**counters, "hotstore": delivered, "lake": enriched}
 
-        stop_progress = threading.Event()
-        printer = _progress_printer(snapshot, stop_progress)
-        try:
+        with live_progress(snapshot):
             stats = asyncio.run(
                 asyncio.wait_for(run_producer(settings, on_progress=on_progress), timeout)
             )
             remaining = max(1.0, timeout - (time.monotonic() - started))
             drained = _wait_drained(stack, stats.distinct, time.monotonic() + remaining)
-        finally:
-            stop_progress.set()
-            printer.join(timeout=2)
         elapsed = time.monotonic() - started
         table = stack.stack.table_name
         lake = (

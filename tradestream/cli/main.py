@@ -18,10 +18,11 @@ from typing import Any
 import click
 
 from tradestream.cli.deploy import deploy_command, destroy_command
+from tradestream.cli.lake import lake_command
 from tradestream.trade import dumps
 
 # Each command's extra (pyproject.toml); every other command runs the embedded stack: `local`.
-COMMAND_EXTRAS = {"ingest": "ingest", "model": "ml", "dashboard": "dashboard"}
+COMMAND_EXTRAS = {"ingest": "ingest", "model": "ml", "dashboard": "dashboard", "lake": "lake"}
 OWN_PACKAGES = {"tradestream", "producer", "ingest_api", "lambdas", "ml", "dashboard"}
 
 
@@ -77,9 +78,9 @@ def demo(trades: int, rate: float, timeout: float, as_json: bool, dashboard: boo
     if as_json:
         click.echo(dumps(result.to_json()))
     else:
-        click.echo("tradestream demo: summary")
-        for key, value in result.to_json().items():
-            click.echo(f"  {key:<18} {value}")
+        from tradestream.cli.progress import print_summary
+
+        print_summary(result.to_json())
     if not result.drained:
         sys.exit(1)
 
@@ -276,6 +277,7 @@ def dashboard(host: str, port: int) -> None:
 
 main.add_command(deploy_command)
 main.add_command(destroy_command)
+main.add_command(lake_command)
 
 
 if __name__ == "__main__":

@@ -198,6 +198,9 @@ def embedded_stack(
         )
         # The function's environment as the template declares it, with this stack's values.
         os.environ.update(stack.function.environment)
+        # The handlers' CloudWatch metrics (EMF blobs on stdout) have no CloudWatch to reach here,
+        # and stdout carries the commands' results: Powertools' own switch keeps them off.
+        os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "true")
         embedded = EmbeddedStack(
             endpoint_url=endpoint,
             region=os.environ["AWS_REGION"],
