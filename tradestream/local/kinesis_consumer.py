@@ -12,6 +12,15 @@ Threads are daemons, so one stuck in a handler cannot keep the interpreter alive
 A stream deleted under the readers ends them, said once: retrying cannot bring it back. A failed
 poll is logged in one line when AWS answered (its error says what happened, e.g. a stream being
 deleted is not ACTIVE for a while first), with the traceback otherwise.
+
+Lag, per shard (``KinesisConsumer.lag_ms``, the runtime's ``runtime_iterator_age_milliseconds``):
+the iterator age as AWS defines Lambda's IteratorAge and Kinesis' IteratorAgeMilliseconds, the
+age now of the last record fetched (from its ApproximateArrivalTimestamp, and at least the last
+MillisBehindLatest), or 0 once the shard is idle: its last poll found the tip (no records,
+MillisBehindLatest 0) and, for a consumer whose cursor says so (the event source mapping),
+nothing fetched is still waiting. The age keeps growing while a consumer is stuck (a poison
+batch retried, backpressure), as IteratorAge does on AWS. ``millis_behind_latest`` is the last
+GetRecords answer's MillisBehindLatest as it came.
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
 
@@ -45,11 +55,21 @@ class ShardCursor:
     last_fetched: str | None = None  # where to resume if the iterator has to be renewed
     at_tip_since_poll: float | None = None  # start of the last poll that found nothing newer
     closed: bool = False  # the shard was split or merged and every record of it was read
+    millis_behind: int = 0  # MillisBehindLatest of the last GetRecords answer
+    last_arrival_ms: int | None = None  # ApproximateArrivalTimestamp of the last record fetched
 
     def idle_since(self, since: float) -> bool:
         if self.closed:
             return True
         return self.at_tip_since_poll is not None and self.at_tip_since_poll >= since
+
+    def iterator_age_ms(self, now_ms: int) -> int:
+        """The age of the last record fetched, at least MillisBehindLatest; 0 once idle."""
+        if self.idle_since(float("-inf")):
+            return 0
+        if self.last_arrival_ms is None:
+            return self.millis_behind
+        return max(0, now_ms - self.last_arrival_ms, self.millis_behind)
 
 
 @dataclass(frozen=True)
@@ -152,8 +172,11 @@ class ShardReaders(Generic[S]):
         with self._lock:
             shard.iterator = response.get("NextShardIterator")
             shard.closed = shard.iterator is None
+            shard.millis_behind = fetched.millis_behind
             if fetched.records:
-                shard.last_fetched = fetched.records[-1]["SequenceNumber"]
+                last = fetched.records[-1]
+                shard.last_fetched = last["SequenceNumber"]
+                shard.last_arrival_ms = _epoch_ms(last["ApproximateArrivalTimestamp"])
             at_tip = not fetched.records and fetched.millis_behind == 0
             shard.at_tip_since_poll = polled_at if at_tip else None
             then(converted)
@@ -264,6 +287,17 @@ class KinesisConsumer(Generic[S]):
         health of the emulation)."""
         return not self._stop.is_set() and any(t.is_alive() for t in self._readers.threads)
 
+    def lag_ms(self) -> dict[str, int]:
+        """Shard id -> iterator age in milliseconds, now (see the module's docstring)."""
+        now_ms = time.time_ns() // 1_000_000
+        with self._lock:
+            return {shard_id: s.iterator_age_ms(now_ms) for shard_id, s in self._shards.items()}
+
+    def millis_behind_latest(self) -> dict[str, int]:
+        """Shard id -> MillisBehindLatest of its last GetRecords answer."""
+        with self._lock:
+            return {shard_id: s.millis_behind for shard_id, s in self._shards.items()}
+
     def __enter__(self) -> Self:
         self.start()
         return self
@@ -275,3 +309,9 @@ class KinesisConsumer(Generic[S]):
         traceback: TracebackType | None,
     ) -> None:
         self.stop()
+
+
+def _epoch_ms(arrival: datetime | float) -> int:
+    """An ApproximateArrivalTimestamp (boto3 gives a datetime) in epoch milliseconds."""
+    seconds = arrival.timestamp() if isinstance(arrival, datetime) else float(arrival)
+    return round(seconds * 1000)

@@ -31,6 +31,12 @@ class LocalSettings(BaseSettings):
     lake_processor_interval_seconds: int = Field(default=1, ge=0, le=900)
     lake_s3_interval_seconds: int = Field(default=10, ge=0, le=900)
 
+    # The runtime's Prometheus metrics (``tradestream.local.metrics.start_metrics``); unset: not
+    # served, 0: a free port. Loopback by default (/metrics has no authentication); a container
+    # scraped from outside sets RUNTIME_METRICS_HOST=0.0.0.0.
+    runtime_metrics_port: int | None = Field(default=None, ge=0, le=65535)
+    runtime_metrics_host: str = Field(default="127.0.0.1", min_length=1)
+
     # The embedded stack, the compose runtime and `tradestream deploy --target localstack` deploy
     # the local-flavour stacks with these same parameters, so whichever runs second finds them
     # unchanged.

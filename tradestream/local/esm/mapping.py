@@ -16,7 +16,11 @@ Emulated, driven by ``MappingSettings`` (read from the template by ``tradestream
   batch; BisectBatchOnFunctionError splits it in halves, which does not count as a retry;
 - MaximumRetryAttempts and MaximumRecordAgeInSeconds, after which the batch metadata (never the
   data) goes to the OnFailure SQS destination in AWS's shape, and the shard moves past the batch;
-- shards created after ``start()`` are found by a periodic ListShards and read from TRIM_HORIZON.
+- shards created after ``start()`` are found by a periodic ListShards and read from TRIM_HORIZON;
+- IteratorAge per shard, as ``lag_ms()`` (``kinesis_consumer``): the age of the last record read,
+  0 once the shard is at its tip with nothing buffered, retried or in flight; it grows while a
+  batch is retried, as on AWS. The counters are ``stats`` (``runtime_*`` metrics in
+  ``tradestream.local.metrics``).
 
 Not emulated:
 
@@ -26,8 +30,8 @@ Not emulated:
 - resharding beyond the initial shards: a child shard is read as soon as it is found, without
   waiting for its parents to drain, so per-key order across a reshard is not kept;
 - throttling of the function or of GetRecords (5 calls/s per shard), the function's concurrency,
-  iterator age metrics, the event source mapping API (Create/Update/Delete, Enabled toggling at
-  run time) and its states;
+  CloudWatch itself (the metrics are Prometheus'), the event source mapping API
+  (Create/Update/Delete, Enabled toggling at run time) and its states;
 - durable checkpoints: positions live in memory, so a new mapping starts again at its
   StartingPosition (TRIM_HORIZON redelivers everything; the hotstore sink is idempotent);
 - a retried batch holds the same records (or the failed suffix); AWS may re-read the shard and

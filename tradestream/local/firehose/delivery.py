@@ -20,12 +20,17 @@ Emulated, driven by ``DeliveryStreamSettings`` (read from the template by
   object naming and prefix expressions (``firehose_prefix``), GZIP, FileExtension,
   CustomTimeZone; the error prefix gets one JSON envelope per line (``firehose_events``);
 - at-least-once: a record counts as done once its object is written; a failing PutObject is
-  retried, with its data kept in the buffer, until it succeeds or ``stop`` gives up.
+  retried, with its data kept in the buffer, until it succeeds or ``stop`` gives up;
+- how far behind the source it reads, per shard, as ``lag_ms()`` (``kinesis_consumer``: the age
+  of the last record read, 0 at the tip), the read side only like Firehose's
+  KinesisMillisBehindLatest: records waiting in the buffers do not count. The counters are
+  ``stats`` (``runtime_*`` metrics in ``tradestream.local.metrics``).
 
 Not emulated:
 
 - parallel invocations (Firehose invokes about once per shard concurrently; here one at a time),
-  the function's concurrency and throttling, GetRecords throttling, CloudWatch logs and metrics;
+  the function's concurrency and throttling, GetRecords throttling, CloudWatch logs and metrics
+  (DataFreshness among them; the counters are Prometheus');
 - source record backup, data format conversion, other processors (the reader refuses them),
   KPL de-aggregation (every record has subsequence 0), jq partitioning (partitionKeyFromQuery);
 - the 500 active partitions limit, the 512-character limit on evaluated prefixes, the
@@ -471,6 +476,7 @@ class FirehoseEmulation(KinesisConsumer[ShardCursor]):
         event = transformation_event(batch, self._source, str(uuid.uuid4()))
         with self._lock:
             self._stats.invocations += 1
+            self._stats.records_invoked += len(batch)
         try:
             # Lambda serialises the response; what cannot be serialised is a function error.
             text = json.dumps(self._handler(event, context), separators=(",", ":"))

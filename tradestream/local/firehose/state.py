@@ -133,6 +133,7 @@ class FirehoseStats:
     records_in: int = 0  # records read from the source stream
     bytes_in: int = 0
     invocations: int = 0  # transform attempts, retries included
+    records_invoked: int = 0  # records handed to the transform, retries included
     invocation_failures: int = 0  # attempts that failed as a whole (error, timeout, bad answer)
     ok: int = 0  # records the transform answered Ok
     dropped: int = 0
