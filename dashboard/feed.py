@@ -38,6 +38,30 @@ IDLE_STOP_S = 5.0  # the collector stops this long after the last subscriber lef
 LATEST_TRADES = 12
 
 
+class Budget:
+    """How often a costly read may run: no more than ``share`` of the wall-clock time, and no
+    more often than the feed's interval. A read that took 0.3 s with a share of 0.05 waits 6 s
+    before the next. The same rule serves every backend: against AWS a Query takes milliseconds
+    and runs every tick; against moto, which runs in the embedded stack's own process and reads
+    a whole partition for any Query, it backs off instead of taking the pipeline's CPU."""
+
+    def __init__(self, share: float) -> None:
+        self.share = share
+        self._next = 0.0
+
+    def due(self, now: float) -> bool:
+        return now >= self._next
+
+    def spent(self, started: float, ended: float, interval: float) -> None:
+        self._next = started + max(interval, (ended - started) / self.share)
+
+
+# The share of wall-clock time each costly read may take (the rest is the pipeline's).
+COUNT_SHARE = 0.03  # the hot store's exact item count: a Scan of the whole table
+PRICES_SHARE = 0.05  # the newest trades per symbol: a Query per symbol
+LAKE_SHARE = 0.05  # one listing plus the objects that are new
+
+
 @dataclass
 class Probes:
     """What the embedded stack can tell the dashboard directly, without a metrics endpoint.
@@ -73,7 +97,16 @@ class Feed:
             else None
         )
         self._score = ModelScore(settings.model_horizon_s)
-        self._history: deque[tuple[float, dict[str, float]]] = deque()
+        # Per stage, (when it was measured, value): a figure read less often than every tick
+        # still gets a true rate, from its own measurements.
+        self._history: dict[str, deque[tuple[float, float]]] = {}
+        self._budgets = {
+            "count": Budget(COUNT_SHARE),
+            "prices": Budget(PRICES_SHARE),
+            "lake": Budget(LAKE_SHARE),
+        }
+        self._measured: dict[str, tuple[float, float]] = {}  # stage -> (at, value), last read
+        self._recent: dict[str, deque[dict[str, Any]]] = {}  # symbol -> newest trades
         self._predictions: dict[str, deque[tuple[int, float]]] = {}
         self._latency: dict[str, tuple[int, int]] = {}  # id -> (ingested_at, latency ms)
         self._symbols: set[str] = set()
@@ -152,7 +185,7 @@ class Feed:
             now = time.time()
             stages, lag = self._stage_counts()
             prices = self._prices()
-            rates = self._rates(time.monotonic(), stages)
+            rates = self._rates(stages)
             return {
                 "at": int(now * 1000),
                 "stages": stages,
@@ -193,17 +226,36 @@ class Feed:
         # re-sent duplicates included, as they are on the stream).
         published = stages.pop("producer_published", stages.get("producer", 0.0))
         stages["stream"] = published + stages.get("ingest", 0.0)
-        stages["hotstore"] = readback.count_items(s.table_name, self._dynamodb)
+        now = time.monotonic()
+        for stage, value in stages.items():  # read just now, every tick
+            self._measured[stage] = (now, value)
+        if self._due("count"):
+            started = time.monotonic()
+            self._measure("hotstore", readback.count_items(s.table_name, self._dynamodb))
+            self._spent("count", started)
         dlq = self._dlq()
         if dlq is not None:
-            stages["dlq"] = readback.queue_depth(dlq, self._client("sqs"))
-        if self._lake is not None:
+            self._measure("dlq", readback.queue_depth(dlq, self._client("sqs")))
+        if self._lake is not None and self._due("lake"):
+            started = time.monotonic()
             counts, new_lines = self._lake.refresh()
-            stages["lake"] = counts.distinct_ids
-            stages["predicted"] = counts.predicted
-            stages["lake_errors"] = counts.errors
+            self._measure("lake", counts.distinct_ids)
+            self._measure("predicted", counts.predicted)
+            self._measure("lake_errors", counts.errors)
             self._take_lake_lines(new_lines)
+            self._spent("lake", started)
+        for stage, (_, value) in self._measured.items():
+            stages.setdefault(stage, value)
         return stages, lag
+
+    def _due(self, read: str) -> bool:
+        return self._budgets[read].due(time.monotonic())
+
+    def _spent(self, read: str, started: float) -> None:
+        self._budgets[read].spent(started, time.monotonic(), self.settings.dashboard_interval_s)
+
+    def _measure(self, stage: str, value: float) -> None:
+        self._measured[stage] = (time.monotonic(), value)
 
     def _take_lake_lines(self, new_lines: list[dict[str, Any]]) -> None:
         self._score.add(new_lines)
@@ -218,23 +270,27 @@ class Feed:
             points.append((int(line["t"]) + horizon_ms, float(line["p"]) * math.exp(prediction)))
 
     def _prices(self) -> dict[str, list[dict[str, Any]]]:
+        """The newest trades per symbol, followed incrementally: each read asks only for trades
+        sorting after the newest one already held."""
+        if not self._due("prices"):
+            return {symbol: list(items) for symbol, items in self._recent.items()}
+        started = time.monotonic()
+        table, limit = self.settings.table_name, self.settings.chart_points
         if not self._symbols:
-            self._symbols |= readback.some_symbols(self.settings.table_name, self._dynamodb)
-        prices = {
-            symbol: readback.newest_items(
-                self.settings.table_name, symbol, self.settings.chart_points, self._dynamodb
-            )
-            for symbol in sorted(self._symbols)
-        }
-        for items in prices.values():
-            for item in items:
+            self._symbols |= readback.some_symbols(table, self._dynamodb)
+        for symbol in sorted(self._symbols):
+            held = self._recent.setdefault(symbol, deque(maxlen=limit))
+            after = held[-1].get("sk") if held else None
+            new = readback.newest_items(table, symbol, limit, self._dynamodb, after=after)
+            held.extend(new)
+            for item in new:
                 if "ingested_at" in item and "rt" in item:
                     self._latency[item["id"]] = (
                         int(item["ingested_at"]),
                         int(item["ingested_at"]) - int(item["rt"]),
                     )
-            self._symbols |= {i["s"] for i in items}
-        return prices
+        self._spent("prices", started)
+        return {symbol: list(items) for symbol, items in self._recent.items()}
 
     def _latency_percentiles(self, now_ms: int) -> dict[str, Any]:
         cutoff = now_ms - LATENCY_WINDOW_MS
@@ -242,18 +298,19 @@ class Feed:
         values = [v[1] for v in self._latency.values()]
         return {**readback.percentiles(values), "n": len(values)}
 
-    def _rates(self, now: float, stages: dict[str, float]) -> dict[str, float]:
-        self._history.append((now, dict(stages)))
-        while len(self._history) > 2 and now - self._history[1][0] >= RATE_WINDOW_S:
-            self._history.popleft()
-        then, old = self._history[0]
-        elapsed = now - then
-        if elapsed <= 0:
-            return {name: 0.0 for name in stages}
-        return {
-            name: round(max(0.0, value - old.get(name, value)) / elapsed, 1)
-            for name, value in stages.items()
-        }
+    def _rates(self, stages: dict[str, float]) -> dict[str, float]:
+        """Per stage, the change over its own last ~5 s of measurements, per second."""
+        rates: dict[str, float] = {}
+        for stage in stages:
+            at, value = self._measured.get(stage, (time.monotonic(), stages[stage]))
+            history = self._history.setdefault(stage, deque())
+            if not history or history[-1][0] != at:
+                history.append((at, value))
+            while len(history) > 2 and at - history[1][0] >= RATE_WINDOW_S:
+                history.popleft()
+            then, old = history[0]
+            rates[stage] = round(max(0.0, value - old) / (at - then), 1) if at > then else 0.0
+        return rates
 
     def _charts(self, prices: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         """Per symbol, uPlot's aligned columns: x (s), price, predicted (null where absent)."""

@@ -175,15 +175,24 @@ def count_lake(
 
 
 def newest_items(
-    table: str, symbol: str, limit: int, dynamodb: Any | None = None
+    table: str,
+    symbol: str,
+    limit: int,
+    dynamodb: Any | None = None,
+    *,
+    after: str | None = None,
 ) -> list[dict[str, Any]]:
     """The symbol's newest ``limit`` trades, oldest first: one Query on the key design (time-first
-    sort key, read backwards), the same access path as the read API's /v1/trades/latest."""
+    sort key, read backwards), the same access path as the read API's /v1/trades/latest. With
+    ``after`` (a sort key), only trades sorting after it: a follower reads what is new."""
     client = dynamodb or aws.client("dynamodb")
+    condition, values = "s = :s", {":s": {"S": symbol}}
+    if after is not None:
+        condition, values = "s = :s AND sk > :after", {**values, ":after": {"S": after}}
     items: list[dict[str, Any]] = client.query(
         TableName=table,
-        KeyConditionExpression="s = :s",
-        ExpressionAttributeValues={":s": {"S": symbol}},
+        KeyConditionExpression=condition,
+        ExpressionAttributeValues=values,
         ScanIndexForward=False,
         Limit=limit,
     )["Items"]

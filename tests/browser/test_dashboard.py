@@ -95,10 +95,13 @@ def test_counts_rise_while_trades_flow_without_a_reload(page: tuple[Any, list[st
     wait_for(tab, "() => window.tradestream.snapshots >= 1")
     first = count(wait_for(tab, TILE, "hotstore"))
     seen = tab.evaluate(SNAPSHOTS)
-    # WHEN a few seconds pass with the synthetic producer running (no navigation)
-    tab.wait_for_timeout(4000)
-    # THEN the hot-store count and the snapshot count went up, pushed to the same page
-    assert count(tab.evaluate(TILE, "hotstore")) > first
+    # WHEN the synthetic producer runs on (no navigation; the hot store's exact count is read
+    # at most 3 % of the time, so it may take a few seconds to move)
+    deadline = time.monotonic() + 30
+    while count(tab.evaluate(TILE, "hotstore")) <= first:
+        assert time.monotonic() < deadline, "the hot-store count did not rise on the page"
+        tab.wait_for_timeout(250)
+    # THEN the count and the snapshot count went up, pushed to the same page
     assert tab.evaluate(SNAPSHOTS) > seen
     assert count(tab.evaluate(TILE, "stream")) >= count(tab.evaluate(TILE, "hotstore")) > 0
     assert problems == []

@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from dashboard import DashboardSettings, Feed, Probes, start_in_thread
+from dashboard.feed import Budget
 from lambdas.hotstore import handler as hotstore_handler
 from tests.support.hotstore import Resources, context, distinct_trades, trades_event
 from tradestream import aws, readback
@@ -106,15 +107,34 @@ def test_a_second_collection_reads_only_new_lake_objects_and_rates_follow(
     trades = distinct_trades(100)
     lines = [{**t.model_dump(), "prediction": 0.0} for t in trades]
     put_lake(lake, "trades/one.json", lines[:50], gzipped=False)
-    feed = Feed(settings_for(resources, lake))
+    feed = Feed(settings_for(resources, lake, dashboard_interval_s=0.1))
     assert feed.collect()["stages"]["lake"] == 50
-    # WHEN a new object lands and the feed collects again
+    # WHEN a new object lands and the feed goes on collecting (its lake reads are budgeted)
     put_lake(lake, "trades/two.json", lines[50:], gzipped=False)
-    time.sleep(0.2)
+    deadline = time.monotonic() + 20
     snapshot = feed.collect()
-    # THEN the count includes it, and the lake's rate is positive
+    while snapshot["stages"]["lake"] < 100:
+        assert time.monotonic() < deadline, snapshot["stages"]
+        time.sleep(0.1)
+        snapshot = feed.collect()
+    # THEN the count includes it exactly, and the lake's rate is positive
     assert snapshot["stages"]["lake"] == 100
     assert snapshot["rates"]["lake"] > 0
+
+
+def test_a_costly_read_waits_in_proportion_to_what_it_cost() -> None:
+    # GIVEN a budget of 5 % of the time
+    budget = Budget(0.05)
+    assert budget.due(100.0)
+    # WHEN a read took 0.5 s
+    budget.spent(100.0, 100.5, interval=1.0)
+    # THEN the next may start 10 s after the first began, not before
+    assert not budget.due(109.9)
+    assert budget.due(110.0)
+    # AND a cheap read is limited by the interval only
+    budget.spent(110.0, 110.001, interval=1.0)
+    assert budget.due(111.0)
+    assert not budget.due(110.9)
 
 
 def test_the_event_stream_pushes_snapshots_and_the_collector_stops_without_pages(
