@@ -224,11 +224,18 @@ class Feed:
                     lag.setdefault(stage, {})[shard] = value
         # Records on the stream: what Kinesis acknowledged to the two ways in (a producer's
         # re-sent duplicates included, as they are on the stream).
-        published = stages.pop("producer_published", stages.get("producer", 0.0))
-        stages["stream"] = published + stages.get("ingest", 0.0)
         now = time.monotonic()
         for stage, value in stages.items():  # read just now, every tick
             self._measured[stage] = (now, value)
+        for stage in ("producer", "producer_published", "ingest"):
+            # A component that stopped answering (a producer that finished) keeps its last
+            # figure: what it put on the stream is still there.
+            if stage not in stages and stage in self._measured:
+                stages[stage] = self._measured[stage][1]
+        published = stages.pop("producer_published", stages.get("producer", 0.0))
+        stages["stream"] = published + stages.get("ingest", 0.0)
+        self._measured["stream"] = (now, stages["stream"])
+        self._measured.pop("producer_published", None)
         if self._due("count"):
             started = time.monotonic()
             self._measure("hotstore", readback.count_items(s.table_name, self._dynamodb))

@@ -18,6 +18,7 @@ COPY producer ./producer
 COPY lambdas ./lambdas
 COPY ingest_api ./ingest_api
 COPY ml ./ml
+COPY dashboard ./dashboard
 RUN /opt/tradestream/bin/pip install --no-cache-dir --no-deps .
 
 FROM python:3.12.8-slim-bookworm

@@ -19,6 +19,7 @@ COPY producer ./producer
 COPY lambdas ./lambdas
 COPY ingest_api ./ingest_api
 COPY ml ./ml
+COPY dashboard ./dashboard
 RUN /opt/tradestream/bin/pip install --no-cache-dir --no-deps .
 
 FROM python:3.12.8-slim-bookworm
@@ -30,6 +31,10 @@ WORKDIR /app
 # The templates are read at run time: the local flavour's stacks and the emulations' settings.
 COPY infra/cloudformation ./infra/cloudformation
 USER 10001
+# The runtime's metrics (RUNTIME_METRICS_PORT in compose) and, as compose's `dashboard` service
+# (`tradestream dashboard`), the dashboard.
+EXPOSE 9102
+EXPOSE 8050
 # Healthy once the runtime has written its ready line (it removes the file when it stops).
 HEALTHCHECK --interval=5s --timeout=3s --start-period=60s --retries=3 \
   CMD ["test", "-s", "/tmp/tradestream-runtime.ready"]

@@ -20,6 +20,7 @@ import click
 import pytest
 import yaml
 
+from dashboard.settings import DashboardSettings
 from ingest_api.settings import IngestSettings
 from producer.settings import ProducerSettings
 from tradestream.cli.main import main
@@ -40,7 +41,15 @@ SETTINGS_BY_COMMAND: dict[tuple[str, ...], type[Any] | None] = {
     ("tradestream", "ingest"): IngestSettings,
     ("python", "-m", "producer"): ProducerSettings,
     ("tradestream", "model", "serve"): None,
+    ("tradestream", "dashboard"): DashboardSettings,
 }
+
+
+# The metrics ports a service may set, with the host each listens on.
+METRICS_VARIABLES = (
+    ("METRICS_PORT", "METRICS_HOST"),
+    ("RUNTIME_METRICS_PORT", "RUNTIME_METRICS_HOST"),
+)
 
 
 def services() -> dict[str, dict[str, Any]]:
@@ -138,6 +147,23 @@ def test_ports_and_urls_between_services_agree() -> None:
             url = urlsplit(env["AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME"])
             assert url.hostname in all_services, name
             assert url.port == port_of(all_services[str(url.hostname)]["command"]), name
+        for variable, value in env.items():
+            # Every URL of another service names a port that service listens on, on an
+            # interface other containers reach: its --port (--host 0.0.0.0), or the metrics
+            # port its environment sets with the matching host 0.0.0.0.
+            if not variable.endswith("_URL") or variable.startswith("AWS_ENDPOINT_URL"):
+                continue
+            url = urlsplit(value)
+            target = all_services[str(url.hostname)]
+            target_env, command = target.get("environment", {}), target["command"]
+            reachable = {
+                str(target_env[port])
+                for port, host in METRICS_VARIABLES
+                if port in target_env and target_env.get(host) == "0.0.0.0"
+            }
+            if "--port" in command and command[command.index("--host") + 1] == "0.0.0.0":
+                reachable.add(str(port_of(command)))
+            assert str(url.port) in reachable, f"{name}: {variable}={value}"
         for published in service.get("ports", []):
             # host:container, and the container side is where the command listens
             assert str(published).endswith(f":{port_of(service['command'])}"), name
@@ -216,7 +242,8 @@ def test_the_runtime_is_healthy_on_the_file_its_command_writes() -> None:
 def test_images_run_what_compose_runs() -> None:
     for name, service in project_services():
         cmd = json.loads(re.findall(r"^CMD (.+)$", dockerfile(service), re.M)[-1])
-        if name != "deploy":  # the one-shot deploy reuses the runtime image with its own command
+        # the one-shot deploy and the dashboard reuse the runtime image with their own command
+        if name not in ("deploy", "dashboard"):
             assert cmd == service["command"], name
 
 

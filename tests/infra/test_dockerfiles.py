@@ -14,7 +14,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 DOCKERFILES = sorted((REPO / "docker").glob("*.Dockerfile"))
 HADOLINT = Path(sys.executable).with_name("hadolint")
-PACKAGES = ("tradestream", "producer", "lambdas", "ingest_api", "ml")
+PACKAGES = ("tradestream", "producer", "lambdas", "ingest_api", "ml", "dashboard")
 
 
 def final_stage(dockerfile: Path) -> str:

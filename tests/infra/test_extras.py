@@ -37,11 +37,11 @@ from tests.support.kinesis import create_stream, read_stream
 REPO = Path(__file__).resolve().parents[2]
 PROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
 EXTRAS: dict[str, list[str]] = PROJECT["optional-dependencies"]
-DEPLOYABLES = ("producer", "ingest", "hotstore", "enrich", "ml")
+DEPLOYABLES = ("producer", "ingest", "hotstore", "enrich", "ml", "dashboard")
 IMAGE_EXTRAS = {"producer": "producer", "ingest": "ingest", "model": "ml", "runtime": "local"}
 # What the build copies: the Dockerfiles' COPY lines, so the wheel is built from them alone.
 BUILD_INPUTS = ("pyproject.toml", "README.md", "LICENSE", "tradestream", "producer", "lambdas")
-BUILD_INPUTS += ("ingest_api", "ml")
+BUILD_INPUTS += ("ingest_api", "ml", "dashboard")
 STALE_VENV_DAYS = 7
 KEY = "local-extras-key-0123456789"
 

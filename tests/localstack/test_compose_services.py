@@ -102,6 +102,18 @@ def test_compose_services_reconcile_exactly_against_localstack(
     assert lake.errors == 0
     # AND nothing went to the hotstore's dead-letter queue
     assert readback.queue_depth(ready["dlq_url"]) == 0
+    # AND the dashboard service shows the same counts, the runtime's lag per shard (scraped from
+    # its metrics) and every component it watches up
+    snapshot = _dashboard_snapshot(services)
+    assert snapshot["stages"]["hotstore"] == EXPECTED
+    assert snapshot["stages"]["lake"] == EXPECTED
+    assert snapshot["stages"]["ingest"] == len(POSTED)
+    assert snapshot["stages"]["producer"] == SYNTHETIC
+    assert set(snapshot["lag_ms"]) == {"hotstore", "lake"}
+    assert snapshot["lag_ms"]["hotstore"]  # one figure per shard
+    assert snapshot["lag_ms"]["lake"]
+    down = [name for name, up in snapshot["health"].items() if not up]
+    assert down in ([], ["producer"]), snapshot["health"]  # the producer has exited by now
 
     # WHEN the stack is torn down as a user would (`docker compose run deploy tradestream
     # destroy`), while the services still run
@@ -116,6 +128,24 @@ def test_compose_services_reconcile_exactly_against_localstack(
     time.sleep(3)  # some fifteen polls per shard at the runtime's 0.2 s
     assert _said_gone(services) == 2, services.log_tail("runtime")
     assert "Traceback" not in services.log_tail("runtime", 500)
+
+
+def _dashboard_snapshot(services: compose.ComposeRun) -> dict[str, Any]:
+    """The dashboard's snapshot once its (budgeted) reads have caught up with the sinks."""
+    url = f"{services.url('dashboard', 8050)}/api/snapshot"
+    snapshot: dict[str, Any] = {}
+
+    def caught_up() -> bool:
+        nonlocal snapshot
+        snapshot = httpx.get(url, timeout=30).json()
+        stages = snapshot["stages"]
+        return bool(stages.get("hotstore") == EXPECTED and stages.get("lake") == EXPECTED)
+
+    assert compose.wait_until(caught_up, 60, interval_s=1), (
+        snapshot,
+        services.log_tail("dashboard"),
+    )
+    return snapshot
 
 
 def _said_gone(services: compose.ComposeRun) -> int:

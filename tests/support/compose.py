@@ -133,6 +133,11 @@ def load(compose_file: Path, variables: Mapping[str, str] | None = None) -> dict
     }
 
 
+# The variables a service's metrics listen with (the producer's and the runtime's).
+METRICS_PORTS = ("METRICS_PORT", "RUNTIME_METRICS_PORT")
+METRICS_HOSTS = ("METRICS_HOST", "RUNTIME_METRICS_HOST")
+
+
 def _service(name: str, body: dict[str, Any], root: Path) -> Service:
     command = body.get("command") or []
     if isinstance(command, str):
@@ -143,6 +148,8 @@ def _service(name: str, body: dict[str, Any], root: Path) -> Service:
     ports = {int(str(p).split(":")[-1].split("/")[0]) for p in body.get("ports", [])}
     if "--port" in command:
         ports.add(int(command[command.index("--port") + 1]))
+    # Metrics ports the environment sets are ports the container listens on too.
+    ports |= {int(v) for k, v in _environment(body).items() if k in METRICS_PORTS and v}
     return Service(
         name=name,
         command=[str(part) for part in command],
@@ -334,7 +341,10 @@ class ComposeRun:
         return {
             **_host_basics(),
             "PYTHONUNBUFFERED": "1",
-            **{key: self._host_urls(v) for key, v in self.services[name].environment.items()},
+            **{
+                key: self._host_value(name, key, v)
+                for key, v in self.services[name].environment.items()
+            },
             **self.environment.get(name, {}),
         }
 
@@ -382,6 +392,15 @@ class ComposeRun:
         for port in self.services[name].container_ports:
             for host in ("127.0.0.1", "localhost"):
                 value = value.replace(f"{host}:{port}", f"127.0.0.1:{self.ports[(name, port)]}")
+        return self._host_urls(value)
+
+    def _host_value(self, name: str, key: str, value: str) -> str:
+        """A variable as the host process needs it: URLs to mapped ports, a metrics port
+        mapped like a published one, listening on loopback as every host process does."""
+        if key in METRICS_PORTS and value:
+            return str(self.ports[(name, int(value))])
+        if key in METRICS_HOSTS and value == "0.0.0.0":
+            return "127.0.0.1"
         return self._host_urls(value)
 
     def _host_urls(self, value: str) -> str:

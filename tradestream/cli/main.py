@@ -111,6 +111,7 @@ def up(source: str, ready_file: Path | None, dashboard: bool) -> None:
         start_dashboard,
         start_ingest,
         start_model_server,
+        start_runtime_metrics,
     )
     from tradestream.local.runtime import embedded_stack
 
@@ -120,6 +121,7 @@ def up(source: str, ready_file: Path | None, dashboard: bool) -> None:
     counters = StageCounters()
     with (
         embedded_stack(model_server=start_model_server) as stack,
+        start_runtime_metrics(stack),
         start_ingest(stack),
         start_dashboard(stack, counters, enabled=dashboard),
     ):
@@ -253,7 +255,9 @@ def runtime(ready_file: Path | None) -> None:
         raise click.UsageError(
             "set AWS_ENDPOINT_URL (e.g. LocalStack); `tradestream up` embeds moto"
         )
-    up.callback(source="none", ready_file=ready_file, dashboard=True)  # type: ignore[misc]
+    # compose serves the dashboard as a service of its own (`tradestream dashboard`), which
+    # scrapes this runtime's metrics.
+    up.callback(source="none", ready_file=ready_file, dashboard=False)  # type: ignore[misc]
 
 
 @main.command()

@@ -142,11 +142,25 @@ def start_dashboard(
 
 
 def _lag_probe(stack: EmbeddedStack) -> Any:
-    try:
-        from tradestream.local.metrics import stage_lag
-    except ImportError:  # pragma: no cover - the emulations' lag arrives with their metrics
-        return None
+    from tradestream.local.metrics import stage_lag
+
     return lambda: stage_lag(stack)
+
+
+@contextmanager
+def start_runtime_metrics(stack: EmbeddedStack) -> Iterator[None]:
+    """The emulations' Prometheus metrics (iterator age per shard, deliveries, failures) on
+    RUNTIME_METRICS_HOST:RUNTIME_METRICS_PORT (a free port when unset), ``metrics_url`` in the
+    ready line."""
+    from tradestream.local.metrics import start_metrics
+
+    settings = stack.settings
+    server = start_metrics(stack, settings.runtime_metrics_host, settings.runtime_metrics_port or 0)
+    stack.extra["metrics_url"] = server.url
+    try:
+        yield
+    finally:
+        server.stop()
 
 
 def _health_probes(stack: EmbeddedStack) -> dict[str, Any]:
