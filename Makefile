@@ -34,6 +34,9 @@ bench: install
 	$(BIN)/python -m bench.hotstore
 	$(BIN)/python -m bench.producer_memory
 	$(BIN)/python -m bench.enrich
+	$(BIN)/python -m bench.read_api
+	$(BIN)/python -m bench.dashboard
+	$(BIN)/python -m bench.lake_query
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache
