@@ -41,7 +41,9 @@ def find_chromium() -> str | None:
     return None
 
 
-@pytest.fixture(scope="session")
+# Module scope, not session: Playwright's sync API keeps an event loop running in this thread
+# until it is stopped, and asyncio.run() in any later test would refuse to start under it.
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     executable = find_chromium()
     if executable is None:
