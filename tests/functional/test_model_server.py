@@ -13,11 +13,11 @@ import boto3
 import httpx
 import pytest
 from botocore.config import Config
-from prometheus_client.parser import text_string_to_metric_families
 
 from ml.package import PackageError, extract, package
 from ml.serve import RunningServer, start_in_thread
 from ml.train import TrainResult, train
+from tests.support.prometheus import samples
 from tradestream.limits import SAGEMAKER_INVOKE_MAX_PAYLOAD_BYTES
 
 T0 = 1_700_000_000_000
@@ -201,7 +201,7 @@ def test_metrics_count_every_invocation_of_both_paths(trained: TrainResult) -> N
             aws_secret_access_key="testing",
             config=Config(retries={"max_attempts": 1}),
         )
-        before = metric_samples(httpx.get(f"{running.url}/metrics").text)
+        before = samples(httpx.get(f"{running.url}/metrics").text)
         # WHEN it answers 4 good requests through boto3 and one on the container path...
         invoke(client, json.dumps(TRADES), "application/json", "application/json")
         lines = "".join(json.dumps(t) + "\n" for t in TRADES[:10])
@@ -222,7 +222,7 @@ def test_metrics_count_every_invocation_of_both_paths(trained: TrainResult) -> N
         scraped = httpx.get(f"{running.url}/metrics")
     # THEN the scrape counts each call by the model's status, and the rows it predicted
     assert scraped.headers["content-type"].startswith("text/plain")
-    after = metric_samples(scraped.text)
+    after = samples(scraped.text)
     assert before['model_loaded{model_version="' + trained.model_version + '"}'] == 1
     assert not any(name.startswith("model_invocations_total") for name in before)
     by_status = {
@@ -234,13 +234,3 @@ def test_metrics_count_every_invocation_of_both_paths(trained: TrainResult) -> N
     assert after["model_rows_predicted_total"] == len(TRADES) + 10 + 0 + 5 + 2
     assert after["model_invocation_duration_seconds_count"] == 8
     assert after['model_loaded{model_version="' + trained.model_version + '"}'] == 1
-
-
-def metric_samples(text: str) -> dict[str, float]:
-    """Samples keyed ``name`` or ``name{label="value",...}``."""
-    found: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
-            found[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
-    return found

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
 from producer.app import ProducerError, ProducerStats, run
@@ -29,6 +28,7 @@ from tests.support.authorizing_moto import free_port
 from tests.support.fake_finnhub import FakeFinnhub
 from tests.support.faults import FaultProxy
 from tests.support.kinesis import create_stream, read_stream
+from tests.support.prometheus import samples
 from tradestream.local.moto_server import MotoHandle
 
 REPO = Path(__file__).resolve().parents[2]
@@ -70,16 +70,6 @@ class Progress:
             while self.latest is None or not condition(self.latest):
                 self._reported.clear()
                 await self._reported.wait()
-
-
-def samples(text: str) -> dict[str, float]:
-    """Every sample of an exposition, keyed ``name`` or ``name{label="value",...}``."""
-    found: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
-            found[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
-    return found
 
 
 async def scrape(url: str) -> dict[str, float]:
