@@ -5,36 +5,18 @@ from __future__ import annotations
 import asyncio
 import json
 from collections import Counter
-from collections.abc import Callable
 from typing import Any
 
 from pydantic import SecretStr
 
-from producer.app import ProducerStats, run
+from producer.app import run
 from producer.settings import ProducerSettings
 from tests.support.fake_finnhub import FakeFinnhub
 from tests.support.kinesis import create_stream, read_stream
+from tests.support.progress import Progress
 
 TOKEN = "e2e-token"
 T0 = 1_700_000_000_000
-
-
-class Progress:
-    """Collects the producer's progress reports so a test can wait for a condition on them."""
-
-    def __init__(self) -> None:
-        self.latest: ProducerStats | None = None
-        self._reported = asyncio.Event()
-
-    def report(self, stats: ProducerStats) -> None:
-        self.latest = stats
-        self._reported.set()
-
-    async def until(self, condition: Callable[[ProducerStats], bool], within: float = 5) -> None:
-        async with asyncio.timeout(within):
-            while self.latest is None or not condition(self.latest):
-                self._reported.clear()
-                await self._reported.wait()
 
 
 def trade(symbol: str, t: int, p: float = 10.0) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from tests.support.authorizing_moto import free_port
 from tests.support.fake_finnhub import FakeFinnhub
 from tests.support.faults import FaultProxy
 from tests.support.kinesis import create_stream, read_stream
+from tests.support.progress import Progress
 from tests.support.prometheus import samples
 from tradestream.local.moto_server import MotoHandle
 
@@ -54,22 +55,6 @@ class LiveSource:
         async for frame in self.inner:
             yield frame
         await asyncio.Event().wait()
-
-
-class Progress:
-    def __init__(self) -> None:
-        self.latest: ProducerStats | None = None
-        self._reported = asyncio.Event()
-
-    def report(self, stats: ProducerStats) -> None:
-        self.latest = stats
-        self._reported.set()
-
-    async def until(self, condition: Callable[[ProducerStats], bool], within: float = 20) -> None:
-        async with asyncio.timeout(within):
-            while self.latest is None or not condition(self.latest):
-                self._reported.clear()
-                await self._reported.wait()
 
 
 async def scrape(url: str) -> dict[str, float]:
@@ -104,7 +89,9 @@ async def produce_and_scrape(
         run(settings, source=source, stop=stop, on_progress=progress.report)
     )
     try:
-        await progress.until(lambda s: s.distinct == settings.max_trades and s.buffered == 0)
+        await progress.until(
+            lambda s: s.distinct == settings.max_trades and s.buffered == 0, within=20
+        )
         scraped = await scrape(f"http://127.0.0.1:{settings.metrics_port}/metrics")
         assert progress.latest is not None
         then = progress.latest
@@ -197,7 +184,7 @@ async def test_source_connected_follows_the_finnhub_websocket(aws_env: str, uniq
         producer = asyncio.create_task(run(settings, stop=stop, on_progress=progress.report))
         await finnhub.wait_subscribed({"AAPL"})
         await finnhub.send_trades([{"s": "AAPL", "p": 1.5, "v": 10, "t": T0}])
-        await progress.until(lambda s: s.published == 1)
+        await progress.until(lambda s: s.published == 1, within=20)
         # WHEN it is scraped while connected, then while Finnhub refuses to take it back
         connected = await scrape(url)
         finnhub.reject_status = HTTPStatus.SERVICE_UNAVAILABLE
