@@ -82,8 +82,13 @@ def object_bodies(bucket: str, prefix: str, s3: Any | None = None) -> Iterator[t
     client = s3 or aws.client("s3")
     for page in client.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix):
         for entry in page.get("Contents", []):
-            body: bytes = client.get_object(Bucket=bucket, Key=entry["Key"])["Body"].read()
-            yield entry["Key"], gzip.decompress(body) if body[:2] == _GZIP_MAGIC else body
+            yield entry["Key"], _body(client, bucket, entry["Key"])
+
+
+def _body(client: Any, bucket: str, key: str) -> bytes:
+    """An object's bytes, gunzipped when they are gzip (whatever the key's extension)."""
+    body: bytes = client.get_object(Bucket=bucket, Key=key)["Body"].read()
+    return gzip.decompress(body) if body[:2] == _GZIP_MAGIC else body
 
 
 def lines(bucket: str, prefix: str, s3: Any | None = None) -> Iterator[dict[str, Any]]:
@@ -155,9 +160,9 @@ class LakeTail:
                 key = entry["Key"]
                 if key in self._seen:
                     continue
-                body: bytes = client.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+                body = _body(client, self.bucket, key)
                 self._seen.add(key)
-                yield key, gzip.decompress(body) if body[:2] == _GZIP_MAGIC else body
+                yield key, body
 
 
 def count_lake(
