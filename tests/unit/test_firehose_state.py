@@ -5,14 +5,19 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from tradestream.local.firehose.events import SourceRecord, from_get_records
-from tradestream.local.firehose.state import DestinationBuffers, ObjectBuffer, ProcessorBuffer
+from tradestream.local.firehose.state import (
+    DestinationBuffers,
+    FirehoseShard,
+    ObjectBuffer,
+    ProcessorBuffer,
+)
 
 MIB = 1024 * 1024
 
 
-def record(n: int, size: int) -> SourceRecord:
+def record(n: int, size: int, sequence: str | None = None) -> SourceRecord:
     raw = {
-        "SequenceNumber": str(1000 + n),
+        "SequenceNumber": sequence or str(1000 + n),
         "PartitionKey": "k",
         "Data": b"x" * size,
         "ApproximateArrivalTimestamp": datetime(2024, 6, 20, tzinfo=UTC),
@@ -66,9 +71,9 @@ def test_destination_buffers_are_kept_per_partition_and_due_by_size_or_interval(
     buffers = DestinationBuffers()
     aapl = (("symbol", "AAPL"),)
     msft = (("symbol", "MSFT"),)
-    buffers.add(aapl, b"a" * 60, arrival_ms=2000, now=0.0)
-    buffers.add(aapl, b"b" * 50, arrival_ms=1000, now=1.0)
-    buffers.add(msft, b"c" * 10, arrival_ms=3000, now=5.0)
+    buffers.add(aapl, b"a" * 60, arrival_ms=2000, now=0.0, source=("shardId-000000000000", "1"))
+    buffers.add(aapl, b"b" * 50, arrival_ms=1000, now=1.0, source=("shardId-000000000000", "2"))
+    buffers.add(msft, b"c" * 10, arrival_ms=3000, now=5.0, source=("shardId-000000000000", "3"))
 
     # WHEN taken with a 100-byte size at t=6 and a 10 s interval
     due = buffers.take_due(6.0, 100, 10, force=False)
@@ -93,9 +98,9 @@ def test_an_object_that_could_not_be_written_is_put_back_ahead_of_newer_data() -
     # GIVEN an object taken for writing while newer data arrived for the same partition
     buffers = DestinationBuffers()
     key = (("symbol", "AAPL"),)
-    buffers.add(key, b"old\n", arrival_ms=1, now=0.0)
+    buffers.add(key, b"old\n", arrival_ms=1, now=0.0, source=("shardId-000000000000", "4"))
     ((_, taken),) = buffers.take_due(0.0, 1, 10, force=True)
-    buffers.add(key, b"new\n", arrival_ms=2, now=1.0)
+    buffers.add(key, b"new\n", arrival_ms=2, now=1.0, source=("shardId-000000000000", "5"))
 
     # WHEN it is put back
     buffers.put_back(key, taken)
@@ -104,3 +109,36 @@ def test_an_object_that_could_not_be_written_is_put_back_ahead_of_newer_data() -
     merged = buffers.buffers[key]
     assert isinstance(merged, ObjectBuffer)
     assert (b"".join(merged.chunks), merged.records) == (b"old\nnew\n", 2)
+    assert merged.sources == [("shardId-000000000000", "4"), ("shardId-000000000000", "5")]
+
+
+
+def _read(shard: FirehoseShard, *sequence_numbers: str) -> None:
+    shard.read(record(int(n), 10, sequence=n) for n in sequence_numbers)
+
+
+def test_the_checkpoint_is_the_last_record_of_the_done_prefix() -> None:
+    # GIVEN five records read from one shard, spread over partitions written at different times
+    shard = FirehoseShard("shardId-000000000000")
+    _read(shard, "1", "2", "3", "4", "5")
+
+    # WHEN a later partition's object is written first, the checkpoint does not move past 1..2
+    assert shard.finish(["3", "5"]) is None
+    assert shard.checkpoint is None
+
+    # THEN once the records before them are done, it moves over every done one in read order
+    assert shard.finish(["1", "2"]) == "3"
+    assert shard.finish(["4"]) == "5"
+    assert (shard.checkpoint, list(shard.unfinished), shard.done) == ("5", [], {})
+
+
+def test_records_of_a_replaced_cursor_do_not_move_the_checkpoint() -> None:
+    # GIVEN a cursor that read 7 and 8 (a new owner of the shard's lease resumed after 6)
+    shard = FirehoseShard("shardId-000000000000", checkpoint="6")
+    _read(shard, "7", "8")
+
+    # WHEN records an earlier cursor buffered (5, 6) reach S3, and then 8
+    assert shard.finish(["5", "6", "8"]) is None
+
+    # THEN the checkpoint waits for 7, and nothing unknown is remembered
+    assert (shard.checkpoint, set(shard.done)) == ("6", {"7", "8"})

@@ -7,6 +7,14 @@ expired or lost iterator is renewed after the last record fetched), and ends its
 deadline. What a consumer does with the records, and the rest of its per-shard state, stay with
 the consumer.
 
+Leases (``tradestream.local.leases``): a shard is read only while this consumer holds its lease.
+``start()`` takes every lease it can before it returns; a coordinator thread renews them, looks
+for new shards, and takes the leases of shards nobody holds (free, or expired because their owner
+died). A shard whose lease is lost (a renewal or a checkpoint refused) is dropped: its reader ends
+and its unfinished work is left to the new owner, which resumes after the last durable
+checkpoint. Where a shard resumes: after its checkpoint; with none, at the consumer's starting
+position (``Lease.iterator_args``).
+
 Threads are daemons, so one stuck in a handler cannot keep the interpreter alive.
 
 A stream deleted under the readers ends them, said once: retrying cannot bring it back. A failed
@@ -29,12 +37,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
 
 from botocore.exceptions import ClientError
+
+from tradestream.local.leases import Leases, MemoryLeases
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +67,9 @@ class ShardCursor:
     closed: bool = False  # the shard was split or merged and every record of it was read
     millis_behind: int = 0  # MillisBehindLatest of the last GetRecords answer
     last_arrival_ms: int | None = None  # ApproximateArrivalTimestamp of the last record fetched
+    checkpoint: str | None = None  # last sequence number done, as durable as the leases are
+    start_args: dict[str, Any] = field(default_factory=dict)  # where the lease said to start
+    lost: bool = False  # the lease went to another owner: stop reading, checkpoint nothing
 
     def idle_since(self, since: float) -> bool:
         if self.closed:
@@ -86,7 +99,8 @@ R = TypeVar("R")  # a record as a consumer keeps it
 
 
 class ShardReaders(Generic[S]):
-    """One reader thread per shard of ``stream_arn``; ``shards`` is guarded by ``lock``."""
+    """One reader thread per leased shard of ``stream_arn``; ``shards`` (the shards this consumer
+    holds) is guarded by ``lock``."""
 
     def __init__(
         self,
@@ -99,26 +113,73 @@ class ShardReaders(Generic[S]):
         lock: threading.Lock,
         stop: threading.Event,
         refresh_s: float,
+        leases: Leases | None = None,
     ) -> None:
         self.kinesis = kinesis
         self.stream_arn = stream_arn
         self.shards: dict[str, S] = {}
         self.threads: list[threading.Thread] = []
+        self.leases: Leases = leases if leases is not None else MemoryLeases()
         self._new_shard = new_shard
         self._read = read
         self._name = name
         self._lock = lock
         self._stop = stop
         self._refresh_s = refresh_s
+        self._initial: dict[str, dict[str, Any]] = {}  # shard id -> its starting position
+        self._readers: dict[str, threading.Thread] = {}  # shard id -> its latest reader
         self._deleted = False  # said once, by whichever reader saw it first
         self._deleted_lock = threading.Lock()
 
     def start(self, iterator_args: dict[str, Any]) -> None:
-        """Open every current shard at ``iterator_args`` and start reading; returns once every
-        iterator is open, so records put afterwards are read (with LATEST too)."""
+        """Take the lease of every current shard nobody holds, open each at its checkpoint (or
+        ``iterator_args``) and start reading; returns once every iterator is open, so records put
+        afterwards are read (with LATEST too)."""
         for shard_id in self.list_shards():
-            self._add(shard_id, iterator_args)
-        self._spawn(self._discover, f"{self._name}-discovery")
+            self._initial[shard_id] = iterator_args
+        self._take_free()
+        self._spawn(self._coordinate, f"{self._name}-leases")
+
+    @property
+    def lease_tick_s(self) -> float:
+        """How often leases are renewed and free ones looked for: a third of their duration, so
+        two renewals can fail before a lease expires (KCL renews as often)."""
+        return min(self._refresh_s, self.leases.duration_s / 3)
+
+    def checkpoint(self, shard: S, sequence_number: str) -> None:
+        """Make ``shard`` done up to ``sequence_number`` durable; a refusal drops the shard.
+
+        Any other failure is logged and left to the next checkpoint, which carries this one: a
+        durable checkpoint behind the real one redelivers a little after a crash, never loses.
+        """
+        if shard.lost:
+            return
+        try:
+            held = self.leases.checkpoint(shard.shard_id, sequence_number)
+        except Exception:
+            log.exception("checkpointing %s failed; the next checkpoint carries it", shard.shard_id)
+            return
+        if not held:
+            self.drop(shard.shard_id, "its lease was taken by another consumer")
+
+    def drop(self, shard_id: str, why: str) -> None:
+        with self._lock:
+            shard = self.shards.pop(shard_id, None)
+            if shard is not None:
+                shard.lost = True
+        if shard is not None:
+            log.warning("%s: stopped reading %s: %s", self._name, shard_id, why)
+
+    def release(self) -> None:
+        """Give up the leases of the shards whose readers ended (a graceful stop): the next
+        runtime takes them at once instead of waiting for them to expire."""
+        with self._lock:
+            ended = [
+                shard_id
+                for shard_id in self.shards
+                if not (reader := self._readers.get(shard_id)) or not reader.is_alive()
+            ]
+        self.leases.release(ended)
 
     def _spawn(self, target: Callable[[], None], name: str) -> None:
         thread = threading.Thread(target=target, name=name, daemon=True)
@@ -136,8 +197,6 @@ class ShardReaders(Generic[S]):
         self,
         shard: S,
         *,
-        initial: dict[str, Any],
-        resume_after: str | None,
         limit: int,
         convert: Callable[[dict[str, Any]], R],
         then: Callable[[list[R]], None],
@@ -146,17 +205,18 @@ class ShardReaders(Generic[S]):
         per-record work); then the cursor moves on and ``then`` takes the converted records in
         one hold of the lock, so no observer sees the one without the other.
 
-        Without an iterator (the first call, or after a failure) one is opened after
-        ``resume_after`` when there is one, else with ``initial``'s GetShardIterator arguments.
+        Without an iterator (after a failure) one is opened after the last record fetched or,
+        with none fetched yet, after the checkpoint, else where the lease said to start.
         """
         if shard.iterator is None:
+            resume_after = shard.last_fetched or shard.checkpoint
             args = (
                 {
                     "ShardIteratorType": "AFTER_SEQUENCE_NUMBER",
                     "StartingSequenceNumber": resume_after,
                 }
                 if resume_after
-                else initial
+                else shard.start_args
             )
             shard.iterator = self.iterator(shard.shard_id, args)
         polled_at = time.monotonic()
@@ -221,26 +281,55 @@ class ShardReaders(Generic[S]):
             )
         return True
 
-    def _add(self, shard_id: str, iterator_args: dict[str, Any]) -> None:
+    def _take_free(self) -> None:
+        """Take the lease of every known shard this consumer does not read, where it is free."""
+        with self._lock:
+            wanted = [shard_id for shard_id in self._initial if shard_id not in self.shards]
+        for shard_id in wanted:
+            reader = self._readers.get(shard_id)
+            if reader is not None and reader.is_alive():
+                continue  # a dropped reader finishing its batch: never two readers of a shard
+            lease = self.leases.take(shard_id)
+            if lease is not None:
+                self._add(shard_id, lease.iterator_args(self._initial[shard_id]), lease.checkpoint)
+
+    def _add(self, shard_id: str, start_args: dict[str, Any], checkpoint: str | None) -> None:
         shard = self._new_shard(shard_id)
-        shard.iterator = self.iterator(shard_id, iterator_args)
+        shard.start_args = start_args
+        shard.checkpoint = checkpoint
+        shard.iterator = self.iterator(shard_id, start_args)
         with self._lock:
             self.shards[shard_id] = shard
-        self._spawn(lambda: self._read(shard), f"{self._name}-{shard_id}")
+        thread = threading.Thread(
+            target=lambda: self._read(shard), name=f"{self._name}-{shard_id}", daemon=True
+        )
+        self.threads.append(thread)
+        self._readers[shard_id] = thread
+        thread.start()
 
-    def _discover(self) -> None:
-        while not self._stop.wait(self._refresh_s):
+    def _coordinate(self) -> None:
+        """Renew the leases held, drop the lost ones, find new shards, take free leases."""
+        next_listing = time.monotonic() + self._refresh_s
+        while not self._stop.wait(self.lease_tick_s):
             try:
                 with self._lock:
-                    known = set(self.shards)
-                for shard_id in self.list_shards():
-                    if shard_id not in known:
-                        log.info("new shard %s: reading it from TRIM_HORIZON", shard_id)
-                        self._add(shard_id, {"ShardIteratorType": "TRIM_HORIZON"})
+                    held = list(self.shards)
+                for shard_id in self.leases.renew(held):
+                    self.drop(shard_id, "its lease expired and was taken by another consumer")
+                if time.monotonic() >= next_listing:
+                    next_listing = time.monotonic() + self._refresh_s
+                    self._discover()
+                self._take_free()
             except Exception as exc:
                 if self.stream_deleted(exc):
                     return
-                log.exception("listing the shards of %s failed; retrying later", self.stream_arn)
+                log.exception("%s: renewing or taking leases failed; retrying", self._name)
+
+    def _discover(self) -> None:
+        for shard_id in self.list_shards():
+            if shard_id not in self._initial:
+                log.info("new shard %s: reading it from TRIM_HORIZON", shard_id)
+                self._initial[shard_id] = {"ShardIteratorType": "TRIM_HORIZON"}
 
 
 class KinesisConsumer(Generic[S]):
@@ -256,6 +345,7 @@ class KinesisConsumer(Generic[S]):
         new_shard: Callable[[str], S],
         name: str,
         refresh_s: float,
+        leases: Leases | None = None,
     ) -> None:
         self._kinesis = kinesis
         self._lock = threading.Lock()
@@ -269,6 +359,7 @@ class KinesisConsumer(Generic[S]):
             lock=self._lock,
             stop=self._stop,
             refresh_s=refresh_s,
+            leases=leases,
         )
         self._shards = self._readers.shards  # guarded by self._lock
 

@@ -17,6 +17,11 @@ Emulated, driven by ``MappingSettings`` (read from the template by ``tradestream
 - MaximumRetryAttempts and MaximumRecordAgeInSeconds, after which the batch metadata (never the
   data) goes to the OnFailure SQS destination in AWS's shape, and the shard moves past the batch;
 - shards created after ``start()`` are found by a periodic ListShards and read from TRIM_HORIZON;
+- checkpoints after the function's answer (before the lowest failed record with
+  ReportBatchItemFailures, past a discarded batch once its on-failure record is sent), durable
+  in the lease table when ``leases`` is a ``DynamoDBLeases``: a restarted mapping resumes after
+  its checkpoints, and a lease per shard keeps two runtimes from both invoking for one shard
+  (``tradestream.local.leases``);
 - IteratorAge per shard, as ``lag_ms()`` (``kinesis_consumer``): the age of the last record read,
   0 once the shard is at its tip with nothing buffered, retried or in flight; it grows while a
   batch is retried, as on AWS. The counters are ``stats`` (``runtime_*`` metrics in
@@ -32,8 +37,6 @@ Not emulated:
 - throttling of the function or of GetRecords (5 calls/s per shard), the function's concurrency,
   CloudWatch itself (the metrics are Prometheus'), the event source mapping API
   (Create/Update/Delete, Enabled toggling at run time) and its states;
-- durable checkpoints: positions live in memory, so a new mapping starts again at its
-  StartingPosition (TRIM_HORIZON redelivers everything; the hotstore sink is idempotent);
 - a retried batch holds the same records (or the failed suffix); AWS may re-read the shard and
   top the batch up to BatchSize. Retries wait ``retry_delay_s`` (default: the poll interval).
 """
@@ -75,6 +78,7 @@ from tradestream.local.kinesis_consumer import (
     log_poll_failure,
 )
 from tradestream.local.lambda_runtime import LambdaContext, function_arn
+from tradestream.local.leases import Leases
 
 Handler = Callable[[dict[str, Any], Any], Any]
 
@@ -113,6 +117,7 @@ class KinesisEventSourceMapping(KinesisConsumer[MappingShard]):
         invoke_identity_arn: str | None = None,
         shard_refresh_s: float = 10.0,
         clock: Callable[[], float] = time.time,
+        leases: Leases | None = None,
     ) -> None:
         account_id = _arn_part(stream_arn, 4, "stream")
         destination = settings.on_failure_destination_arn
@@ -145,6 +150,7 @@ class KinesisEventSourceMapping(KinesisConsumer[MappingShard]):
             new_shard=MappingShard,
             name="esm",
             refresh_s=shard_refresh_s,
+            leases=leases,
         )
         self._stats = MappingStats()
         self._started = False
@@ -165,7 +171,9 @@ class KinesisEventSourceMapping(KinesisConsumer[MappingShard]):
         """Stop polling; an invocation in progress finishes first. True if every thread ended."""
         self._stop.set()
         deadline = time.monotonic() + timeout
-        return not self._readers.still_running(list(self._readers.threads), deadline)
+        ended = not self._readers.still_running(list(self._readers.threads), deadline)
+        self._readers.release()
+        return ended
 
     # --- observation ----------------------------------------------------------------------------
 
@@ -228,7 +236,7 @@ class KinesisEventSourceMapping(KinesisConsumer[MappingShard]):
                 with self._lock:
                     shard.requeue_in_flight()
                 wait = self._poll_interval_s
-            if shard.closed and shard.idle_since(float("-inf")):
+            if shard.lost or (shard.closed and shard.idle_since(float("-inf"))):
                 return
             if wait > 0:
                 self._stop.wait(wait)
@@ -253,8 +261,6 @@ class KinesisEventSourceMapping(KinesisConsumer[MappingShard]):
 
         fetched = self._readers.fetch(
             shard,
-            initial=self._initial_iterator_args(),
-            resume_after=shard.last_fetched or shard.checkpoint,
             limit=min(_GET_RECORDS_LIMIT, self.settings.batch_size - len(shard.buffer)),
             convert=lambda raw: from_get_records(shard.shard_id, raw, self._source),
             then=lambda records: shard.add_fetched(records, now=time.monotonic()),
@@ -267,7 +273,8 @@ class KinesisEventSourceMapping(KinesisConsumer[MappingShard]):
             if not self._discard(old, "RecordAgeExceeded"):
                 return 0.0  # stopping before the on-failure record was sent: keep the position
             with self._lock:
-                shard.finish(Settlement(discard=old, next_batches=(live,) if live else ()))
+                moved = shard.finish(Settlement(discard=old, next_batches=(live,) if live else ()))
+            self._checkpoint(shard, moved)
             return 0.0  # the live rest is now first in line
         assert live is not None
         outcome = self._invoke(live)
@@ -282,9 +289,15 @@ class KinesisEventSourceMapping(KinesisConsumer[MappingShard]):
         ):
             return 0.0
         with self._lock:
-            shard.finish(settlement)
+            moved = shard.finish(settlement)
             self._count(outcome, settlement)
+        self._checkpoint(shard, moved)
         return self._retry_delay_s if settlement.retry_delay else 0.0
+
+    def _checkpoint(self, shard: MappingShard, moved: str | None) -> None:
+        # One conditional write per batch, after the answer: at-least-once, never ahead of it.
+        if moved is not None:
+            self._readers.checkpoint(shard, moved)
 
     def _count(self, outcome: Outcome, settlement: Settlement) -> None:
         stats = self._stats

@@ -105,7 +105,6 @@ class MappingShard(ShardCursor):
 
     buffer: deque[StreamRecord] = field(default_factory=deque)
     pending: deque[Batch] = field(default_factory=deque)
-    checkpoint: str | None = None  # last sequence number done (succeeded or discarded)
     window_opened: float | None = None  # monotonic time the oldest buffered record came in
     in_flight: Batch | None = None
 
@@ -145,8 +144,9 @@ class MappingShard(ShardCursor):
             return settings.maximum_batching_window_s
         return settings.maximum_batching_window_s - (now - self.window_opened)
 
-    def finish(self, settlement: Settlement) -> None:
-        """Apply a settlement once its side effects (on-failure delivery) are durable."""
+    def finish(self, settlement: Settlement) -> str | None:
+        """Apply a settlement once its side effects (on-failure delivery) are durable; the new
+        checkpoint (last sequence number succeeded or discarded) when it moved."""
         done = list(settlement.succeeded)
         if settlement.discard is not None:
             done.extend(settlement.discard.records)
@@ -154,6 +154,7 @@ class MappingShard(ShardCursor):
             self.checkpoint = done[-1].sequence_number
         self.pending.extendleft(reversed(settlement.next_batches))
         self.in_flight = None
+        return done[-1].sequence_number if done else None
 
     def requeue_in_flight(self) -> None:
         """Put back a batch whose handling broke off, so it is tried again, not lost."""

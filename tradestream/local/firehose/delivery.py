@@ -4,10 +4,18 @@ with a Lambda handler invoked in this process, and writing to S3.
 Emulated, driven by ``DeliveryStreamSettings`` (read from the template by
 ``tradestream.local.firehose.settings``):
 
-- one poller thread per shard (GetShardIterator / GetRecords through boto3), starting at LATEST
-  like Firehose (the tip when ``start()`` returns; TRIM_HORIZON on request), polling again at once
+- one poller thread per shard (GetShardIterator / GetRecords through boto3), polling again at once
   while a shard has a backlog and every ``poll_interval_s`` at its tip; shards created after
   ``start()`` are found by a periodic ListShards and read from TRIM_HORIZON;
+- checkpoints per shard, durable in the lease table when ``leases`` is a ``DynamoDBLeases``
+  (``tradestream.local.leases``): a record is checkpointed once the object holding it is in S3
+  (or in the error prefix), so a crash loses nothing and a restart re-sends at most what was
+  written after the slowest partition's buffer opened (about one buffer interval's worth); a
+  lease per shard keeps two runtimes from both delivering a shard;
+- where a shard starts: after its checkpoint; with none, at TRIM_HORIZON by default. AWS's
+  delivery stream starts reading when it is created, with the stack; the emulation starts when
+  a runtime first runs, which can be later (compose starts the producer on its own schedule), so
+  it reads what the stream still retains since then instead of losing it (LATEST on request);
 - the Lambda processor's buffer (BufferSizeInMBs, BufferIntervalInSeconds), with the 6 MB request
   limit splitting a batch before the buffer size would;
 - AWS's transformation event for a Kinesis source and a Lambda-like context; the response goes
@@ -35,8 +43,7 @@ Not emulated:
   KPL de-aggregation (every record has subsequence 0), jq partitioning (partitionKeyFromQuery);
 - the 500 active partitions limit, the 512-character limit on evaluated prefixes, the
   DynamicPartitioning RetryOptions, and S3 delivery's 24-hour retry window;
-- durable checkpoints: positions live in memory, so a new emulation starts again at its
-  starting position; the delivery stream version in object names is always 1;
+- the delivery stream version in object names is always 1;
 - error output buffering: failed records are written as soon as their batch is settled, one
   object per batch, compressed like data objects (not verified against AWS).
 """
@@ -79,17 +86,16 @@ from tradestream.local.firehose.prefix import (
 from tradestream.local.firehose.settings import DeliveryStreamSettings
 from tradestream.local.firehose.state import (
     DestinationBuffers,
+    FirehoseShard,
     FirehoseStats,
     ObjectBuffer,
     PartitionKey,
     ProcessorBuffer,
+    RecordRef,
 )
-from tradestream.local.kinesis_consumer import (
-    KinesisConsumer,
-    ShardCursor,
-    log_poll_failure,
-)
+from tradestream.local.kinesis_consumer import KinesisConsumer, log_poll_failure
 from tradestream.local.lambda_runtime import LambdaContext, function_arn
+from tradestream.local.leases import Leases
 
 Handler = Callable[[dict[str, Any], Any], Any]
 StartingPosition = Literal["LATEST", "TRIM_HORIZON"]
@@ -113,7 +119,7 @@ class _Failed:
     attempts: int
 
 
-class FirehoseEmulation(KinesisConsumer[ShardCursor]):
+class FirehoseEmulation(KinesisConsumer[FirehoseShard]):
     """Feeds one Kinesis stream through one transform handler into S3, as Firehose would.
 
     ``start()`` reads the shard list and opens every shard's iterator before it returns, so with
@@ -134,11 +140,12 @@ class FirehoseEmulation(KinesisConsumer[ShardCursor]):
         memory_limit_in_mb: int = 256,
         kinesis: Any = None,
         s3: Any = None,
-        starting_position: StartingPosition = "LATEST",
+        starting_position: StartingPosition = "TRIM_HORIZON",
         poll_interval_s: float = 0.2,
         retry_delay_s: float = 1.0,
         shard_refresh_s: float = 10.0,
         max_buffered_bytes: int = 64 * 1024 * 1024,
+        leases: Leases | None = None,
     ) -> None:
         if settings.processor is not None and handler is None:
             raise FirehoseEmulationError("the delivery stream has a Lambda processor: pass handler")
@@ -168,9 +175,10 @@ class FirehoseEmulation(KinesisConsumer[ShardCursor]):
         super().__init__(
             kinesis=self._kinesis,
             stream_arn=settings.source_stream_arn,
-            new_shard=ShardCursor,
+            new_shard=FirehoseShard,
             name="firehose",
             refresh_s=shard_refresh_s,
+            leases=leases,
         )
         self._processor = ProcessorBuffer()
         self._destinations = DestinationBuffers()
@@ -201,7 +209,10 @@ class FirehoseEmulation(KinesisConsumer[ShardCursor]):
         self._stop.set()
         self._wake.set()
         threads = [*self._readers.threads, *([self._delivery] if self._delivery else [])]
-        return not self._readers.still_running(threads, deadline)
+        ended = not self._readers.still_running(threads, deadline)
+        if not (self._delivery and self._delivery.is_alive()):
+            self._readers.release()  # everything delivered is checkpointed by now
+        return ended
 
     # --- observation ----------------------------------------------------------------------------
 
@@ -299,8 +310,8 @@ class FirehoseEmulation(KinesisConsumer[ShardCursor]):
 
     # --- shards ---------------------------------------------------------------------------------
 
-    def _poll_shard(self, shard: ShardCursor) -> None:
-        while not self._stop.is_set() and not shard.closed:
+    def _poll_shard(self, shard: FirehoseShard) -> None:
+        while not self._stop.is_set() and not shard.closed and not shard.lost:
             if self._backpressure():
                 self._stop.wait(self._poll_interval_s)
                 continue
@@ -323,17 +334,16 @@ class FirehoseEmulation(KinesisConsumer[ShardCursor]):
         with self._lock:
             return self._processor.size >= self._max_buffered_bytes
 
-    def _fetch(self, shard: ShardCursor) -> tuple[int, int]:
+    def _fetch(self, shard: FirehoseShard) -> tuple[int, int]:
         def buffer(records: list[SourceRecord]) -> None:
             if records:
+                shard.read(records)
                 self._processor.add(records, time.monotonic())
                 self._stats.records_in += len(records)
                 self._stats.bytes_in += sum(len(record.data) for record in records)
 
         fetched = self._readers.fetch(
             shard,
-            initial={"ShardIteratorType": self._starting_position},
-            resume_after=shard.last_fetched,
             limit=_GET_RECORDS_LIMIT,
             convert=lambda raw: from_get_records(shard.shard_id, raw),
             then=buffer,
@@ -416,15 +426,18 @@ class FirehoseEmulation(KinesisConsumer[ShardCursor]):
         if failure is not None:
             failed = [_Failed(r, (failure.code, failure.message), attempts) for r in batch]
         now = time.monotonic()
+        dropped: list[RecordRef] = []
         with self._lock:
             stats = self._stats
             stats.batch_failed_records += len(failed)
             for outcome in outcomes:
+                record = outcome.record
                 if outcome.kind == "ok":
                     key = tuple((name, outcome.partition_keys[name]) for name in self._key_names)
-                    self._destinations.add(key, outcome.data, outcome.record.arrival_ms, now)
+                    self._destinations.add(key, outcome.data, record.arrival_ms, now, _ref(record))
                     stats.ok += 1
                 elif outcome.kind == "dropped":
+                    dropped.append(_ref(record))
                     stats.dropped += 1
                 else:
                     assert outcome.error is not None
@@ -432,6 +445,7 @@ class FirehoseEmulation(KinesisConsumer[ShardCursor]):
                     stats.processing_failed += 1
             # Ok records now sit in the destination buffers; dropped ones are done.
             self._in_flight -= len(batch) - len(failed)
+        self._finish(dropped)
         if failed:
             self._write_errors(failed)
 
@@ -506,6 +520,8 @@ class FirehoseEmulation(KinesisConsumer[ShardCursor]):
             self._in_flight -= buffer.records
         if stored is None:
             time.sleep(self._retry_delay_s)
+        else:
+            self._finish(buffer.sources)
 
     def _write_errors(self, failed: Sequence[_Failed]) -> None:
         ending_ms = time.time_ns() // 1_000_000
@@ -535,8 +551,27 @@ class FirehoseEmulation(KinesisConsumer[ShardCursor]):
             with self._lock:
                 self._stats.error_objects_written += 1
                 self._stats.error_records += len(failed)
+            self._finish([_ref(item.record) for item in failed])
         with self._lock:
             self._in_flight -= len(failed)
+
+    def _finish(self, refs: Sequence[RecordRef]) -> None:
+        """Records now durable in S3 (or dropped): checkpoint each shard's done prefix."""
+        if not refs:
+            return
+        by_shard: dict[str, list[str]] = {}
+        for shard_id, sequence_number in refs:
+            by_shard.setdefault(shard_id, []).append(sequence_number)
+        moved: list[tuple[FirehoseShard, str]] = []
+        with self._lock:
+            for shard_id, sequence_numbers in by_shard.items():
+                shard = self._shards.get(shard_id)
+                checkpoint = shard.finish(sequence_numbers) if shard else None
+                if shard is not None and checkpoint is not None:
+                    moved.append((shard, checkpoint))
+        # One conditional write per shard per object, outside the lock: never one per record.
+        for shard, checkpoint in moved:
+            self._readers.checkpoint(shard, checkpoint)
 
     def _stop_expired(self) -> bool:
         """Stopping, and no poller can add records any more: time to deliver everything."""
@@ -567,6 +602,10 @@ class FirehoseEmulation(KinesisConsumer[ShardCursor]):
 
     def _moment(self, epoch_ms: int) -> datetime:
         return datetime.fromtimestamp(epoch_ms / 1000, self._zone)
+
+
+def _ref(record: SourceRecord) -> RecordRef:
+    return (record.shard_id, record.sequence_number)
 
 
 def _account(stream_arn: str) -> str:

@@ -4,8 +4,11 @@ Two stages of buffering, as in Firehose: the processor buffer gathers source rec
 Lambda processor's BufferSizeInMBs or BufferIntervalInSeconds (then one invocation, capped at
 Lambda's 6 MB request); the destination buffers, one per partition (the evaluated partition keys;
 a single one without dynamic partitioning), gather transformed data until the S3 BufferingHints
-size or interval (then one object). Where the stream is read per shard is the shared
-``tradestream.local.kinesis_consumer.ShardCursor``.
+size or interval (then one object). Where the stream is read per shard is ``FirehoseShard``: the
+shared ``ShardCursor`` plus the records read and not yet done, whose done prefix is the
+checkpoint. A record is done once the object holding it is in S3 (data or error prefix), or it
+was Dropped; partitions fill at different rates, so the checkpoint waits for the slowest buffer
+holding a record of the shard, and a crash re-sends at most what was written since.
 
 No I/O and no threads here: the adapter (``delivery.py``) polls, invokes and writes, and calls in
 here holding its lock.
@@ -18,9 +21,37 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 
 from tradestream.local.firehose.events import EVENT_ENVELOPE_BYTES, SourceRecord
+from tradestream.local.kinesis_consumer import ShardCursor
 from tradestream.local.lambda_runtime import records_within_payload
 
 PartitionKey = tuple[tuple[str, str], ...]  # ((name, value), ...) in the prefix's order
+RecordRef = tuple[str, str]  # (shard id, sequence number): what a buffered record came from
+
+
+@dataclass
+class FirehoseShard(ShardCursor):
+    """One shard as the delivery stream reads it: the cursor, and its records not yet done."""
+
+    unfinished: deque[str] = field(default_factory=deque)  # sequence numbers, in read order
+    done: dict[str, bool] = field(default_factory=dict)  # every unfinished one: is it done?
+
+    def read(self, records: Iterable[SourceRecord]) -> None:
+        for record in records:
+            self.unfinished.append(record.sequence_number)
+            self.done[record.sequence_number] = False
+
+    def finish(self, sequence_numbers: Iterable[str]) -> str | None:
+        """Mark records done; the new checkpoint when the done prefix grew."""
+        for sequence_number in sequence_numbers:
+            if sequence_number in self.done:  # else read by a cursor this one replaced
+                self.done[sequence_number] = True
+        moved = None
+        while self.unfinished and self.done[self.unfinished[0]]:
+            moved = self.unfinished.popleft()
+            del self.done[moved]
+        if moved is not None:
+            self.checkpoint = moved
+        return moved
 
 
 @dataclass
@@ -78,8 +109,10 @@ class ObjectBuffer:
     records: int = 0
     oldest_arrival_ms: int | None = None  # the prefix's !{timestamp:...} is evaluated at this
     opened_at: float = 0.0
+    sources: list[RecordRef] = field(default_factory=list)  # done once the object is written
 
-    def add(self, data: bytes, arrival_ms: int) -> None:
+    def add(self, data: bytes, arrival_ms: int, source: RecordRef) -> None:
+        self.sources.append(source)
         self.chunks.append(data)
         self.size += len(data)
         self.records += 1
@@ -91,11 +124,13 @@ class ObjectBuffer:
 class DestinationBuffers:
     buffers: dict[PartitionKey, ObjectBuffer] = field(default_factory=dict)
 
-    def add(self, key: PartitionKey, data: bytes, arrival_ms: int, now: float) -> None:
+    def add(
+        self, key: PartitionKey, data: bytes, arrival_ms: int, now: float, source: RecordRef
+    ) -> None:
         buffer = self.buffers.get(key)
         if buffer is None:
             buffer = self.buffers[key] = ObjectBuffer(opened_at=now)
-        buffer.add(data, arrival_ms)
+        buffer.add(data, arrival_ms, source)
 
     def take_due(
         self, now: float, size_limit: int, interval_s: float, *, force: bool
@@ -112,6 +147,7 @@ class DestinationBuffers:
         newer = self.buffers.pop(key, None)
         if newer is not None:
             buffer.chunks.extend(newer.chunks)
+            buffer.sources.extend(newer.sources)
             buffer.size += newer.size
             buffer.records += newer.records
         self.buffers[key] = buffer
