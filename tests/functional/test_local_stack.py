@@ -81,10 +81,18 @@ def test_local_flavour_creates_no_lambda_function_nor_mapping(stack: DeployedSta
         StackName=stack.hotstore_stack_name
     )["StackResources"]
 
-    # THEN the stack holds only the table and the queue, and Lambda has nothing of ours
-    # (moto also lists the skipped conditional resources, as entries without a logical id)
-    types = sorted(r["ResourceType"] for r in resources if "LogicalResourceId" in r)
-    assert types == ["AWS::DynamoDB::Table", "AWS::SQS::Queue"]
+    # THEN the stack holds only the tables (trades, the runtime's checkpoints) and the queue,
+    # and Lambda has nothing of ours (moto also lists the skipped conditional resources, as
+    # entries without a logical id)
+    types = sorted(
+        (r["LogicalResourceId"], r["ResourceType"]) for r in resources if "LogicalResourceId" in r
+    )
+    assert types == [
+        ("CheckpointTable", "AWS::DynamoDB::Table"),
+        ("DeadLetterQueue", "AWS::SQS::Queue"),
+        ("Table", "AWS::DynamoDB::Table"),
+    ]
+    assert stack.checkpoint_table == f"{stack.table_name}-checkpoints"
     functions = [f["FunctionName"] for f in lambda_.list_functions()["Functions"]]
     assert stack.function.function_name not in functions
     mappings = lambda_.list_event_source_mappings(EventSourceArn=stack.stream_arn)

@@ -36,9 +36,12 @@ _BUCKET_POLICY = "AWS::S3::BucketPolicy"
 
 
 def _properties(
-    template: Mapping[str, Any], resource_type: str, resolver: Resolver
+    template: Mapping[str, Any],
+    resource_type: str,
+    resolver: Resolver,
+    logical_id: str | None = None,
 ) -> dict[str, Any]:
-    _, resource = find_resource(template, resource_type)
+    _, resource = find_resource(template, resource_type, logical_id)
     resolved = resolver.resolve(resource.get("Properties", {}))
     return resolved if isinstance(resolved, dict) else {}
 
@@ -46,7 +49,8 @@ def _properties(
 def apply_table_settings(
     dynamodb: Any, table_name: str, template: Mapping[str, Any], resolver: Resolver
 ) -> None:
-    props = _properties(template, "AWS::DynamoDB::Table", resolver)
+    # The trade table; the local flavour's checkpoint table needs neither TTL nor PITR applied.
+    props = _properties(template, "AWS::DynamoDB::Table", resolver, logical_id="Table")
     ttl = props.get("TimeToLiveSpecification")
     if ttl and _truthy(ttl.get("Enabled")):
         status = dynamodb.describe_time_to_live(TableName=table_name)["TimeToLiveDescription"]

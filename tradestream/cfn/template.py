@@ -233,12 +233,14 @@ def attributes_from_outputs(
     return attributes
 
 
-def find_resource(template: Mapping[str, Any], resource_type: str) -> tuple[str, dict[str, Any]]:
-    """The one resource of ``resource_type`` in the template."""
+def find_resource(
+    template: Mapping[str, Any], resource_type: str, logical_id: str | None = None
+) -> tuple[str, dict[str, Any]]:
+    """The one resource of ``resource_type`` in the template (named ``logical_id`` if given)."""
     matches = [
-        (logical_id, resource)
-        for logical_id, resource in template["Resources"].items()
-        if resource.get("Type") == resource_type
+        (name, resource)
+        for name, resource in template["Resources"].items()
+        if resource.get("Type") == resource_type and logical_id in (None, name)
     ]
     if len(matches) != 1:
         raise TemplateError(f"expected exactly one {resource_type}, found {len(matches)}")

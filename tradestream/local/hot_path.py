@@ -3,8 +3,8 @@ clients reach (moto server, LocalStack, or AWS), and describe what was deployed.
 
 Two stacks, named after the resources so several independent copies fit in one endpoint:
 ``tradestream-stream-<stream name>`` (stream.yaml) and ``tradestream-hotstore-<table name>``
-(hotstore.yaml, ``Flavour=local`` by default: table and DLQ only; the function and its event
-source mapping are emulated in-process from the template's settings).
+(hotstore.yaml, ``Flavour=local`` by default: table, DLQ and the runtime's checkpoint table only;
+the function and its event source mapping are emulated in-process from the template's settings).
 
 Deploying is idempotent: an existing stack with the same template and parameters is reused as is;
 one that differs is updated; one left in ROLLBACK_COMPLETE by a failed create is replaced.
@@ -49,6 +49,7 @@ class DeployedStack:
     stream_stack_name: str
     hotstore_stack_name: str
     function_name: str | None = None  # only with Flavour=aws
+    checkpoint_table: str | None = None  # only with Flavour=local: the runtime's leases
 
 
 def deploy(
@@ -134,6 +135,7 @@ def deploy(
         stream_stack_name=stream.outcome.name,
         hotstore_stack_name=hotstore.outcome.name,
         function_name=outputs.get("FunctionName"),
+        checkpoint_table=outputs.get("CheckpointTableName"),
     )
 
 

@@ -27,6 +27,7 @@ from tradestream.local.lambda_runtime import (
     function_arn,
     load_handler,
 )
+from tradestream.local.leases import DynamoDBLeases, Leases
 from tradestream.local.moto_server import MotoHandle, ensure_credentials, start_moto
 from tradestream.local.settings import LocalSettings
 
@@ -53,10 +54,27 @@ class EmbeddedStack:
             "stream_arn": self.stack.stream_arn,
             "table": self.stack.table_name,
             "dlq_url": self.stack.dlq_url,
+            **(
+                {"checkpoint_table": self.stack.checkpoint_table}
+                if self.stack.checkpoint_table
+                else {}
+            ),
             **({"bucket": self.lake.bucket_name} if self.lake else {}),
             **({"model_url": self.model_url} if self.model_url else {}),
             **self.extra,
         }
+
+    def leases(self, consumer: str) -> Leases | None:
+        """The durable leases of one consumer, in the stack's checkpoint table (None without
+        one: the emulation keeps its positions in memory)."""
+        table = self.stack.checkpoint_table
+        if table is None:
+            return None
+        return DynamoDBLeases(
+            table_name=table,
+            consumer=consumer,
+            duration_s=self.settings.lease_duration_seconds,
+        )
 
     def hotstore_handler(self) -> Handler:
         return load_handler(self.stack.function.handler)
@@ -161,6 +179,7 @@ def _start_lake(
         function_timeout_s=lake.function.timeout_s,
         memory_limit_in_mb=lake.function.memory_limit_in_mb,
         poll_interval_s=settings.poll_interval_seconds,
+        leases=embedded.leases(f"firehose/{lake.delivery_stream.delivery_stream_name}"),
     )
     firehose.start()
     cleanup.callback(firehose.stop)
@@ -221,6 +240,9 @@ def embedded_stack(
                 poll_interval_s=settings.poll_interval_seconds,
                 function_timeout_s=stack.function.timeout_s,
                 memory_limit_in_mb=stack.function.memory_limit_in_mb,
+                leases=embedded.leases(
+                    f"mapping/{stack.function.function_name}/{stack.stream_name}"
+                ),
             )
             mapping.start()
             cleanup.callback(mapping.stop)

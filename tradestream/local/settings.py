@@ -31,6 +31,11 @@ class LocalSettings(BaseSettings):
     lake_processor_interval_seconds: int = Field(default=1, ge=0, le=900)
     lake_s3_interval_seconds: int = Field(default=10, ge=0, le=900)
 
+    # How long a consumer's lease on a shard lasts unless renewed (a third of it between
+    # renewals): how long a killed runtime's shards wait before another runtime takes them.
+    # KCL's default failover time.
+    lease_duration_seconds: float = Field(default=10.0, gt=0, le=600)
+
     # The runtime's Prometheus metrics (``tradestream.local.metrics.start_metrics``); unset: not
     # served, 0: a free port. Loopback by default (/metrics has no authentication); a container
     # scraped from outside sets RUNTIME_METRICS_HOST=0.0.0.0.
