@@ -223,7 +223,7 @@ class KinesisEventSourceMapping(KinesisConsumer[MappingShard]):
     # --- one shard's loop -------------------------------------------------------------------------
 
     def _poll_shard(self, shard: MappingShard) -> None:
-        while not self._stop.is_set():
+        while not self._stop.is_set() and not shard.lost:
             try:
                 wait = self._step(shard)
             except Exception as exc:
