@@ -181,10 +181,17 @@ class RuntimeCollector:
         running = GaugeMetricFamily(
             "runtime_stage_running", "1 while the stage's shard readers poll.", labels=["stage"]
         )
+        leased = GaugeMetricFamily(
+            "runtime_shards_leased",
+            "Shards whose lease this runtime holds (another runtime works the rest).",
+            labels=["stage"],
+        )
         for stage, consumer in ((HOTSTORE, mapping), (LAKE, firehose)):
             if consumer is not None:
                 running.add_metric([stage], int(consumer.running))
+                leased.add_metric([stage], len(consumer.lag_ms()))
         yield running
+        yield leased
         for name, documentation, of_mapping, of_firehose in _SHARED:
             family = _counter(name, documentation, ["stage"])
             if hotstore is not None:
