@@ -1,4 +1,10 @@
-"""The templates pass cfn-lint and checkov; every checkov skip is inline, with its reason."""
+"""The templates pass cfn-lint and checkov; every checkov skip is inline, with its reason.
+
+checkov runs from a venv of its own (tests/support/venvs.py, built once and cached, about 30 s):
+its exact pins (boto3==1.35.49, packaging<24, networkx<2.7, ...) would pull the project's boto3
+and aiobotocore back to 2024's releases if it shared .venv with them, so the tests would run
+older SDKs than the images install. ``TRADESTREAM_CHECKOV`` names another checkov to use instead.
+"""
 
 from __future__ import annotations
 
@@ -10,16 +16,21 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.venvs import VenvUnavailableError, cached_venv
 from tradestream.cfn.template import TEMPLATE_DIR, load_template
 
 TEMPLATES = sorted(TEMPLATE_DIR.glob("*.yaml"))
 BIN = Path(sys.executable).parent
+# The newest checkov on PyPI when last bumped: a newer one may bring checks these templates fail.
+CHECKOV_VERSION = "3.3.30"
 
 
-def _run(*args: str) -> subprocess.CompletedProcess[str]:
+def _run(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     # Offline: checkov would otherwise try to download its guideline mapping from its SaaS.
     env = {**os.environ, "BC_SKIP_MAPPING": "TRUE"}
-    return subprocess.run(args, capture_output=True, text=True, timeout=240, env=env, check=False)
+    return subprocess.run(
+        args, capture_output=True, text=True, timeout=240, env=env, cwd=cwd, check=False
+    )
 
 
 def test_there_are_templates() -> None:
@@ -33,19 +44,38 @@ def test_cfn_lint_reports_nothing() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
 
 
-def test_checkov_finds_no_failed_check() -> None:
-    # GIVEN the template folder WHEN checkov scans it
+@pytest.fixture(scope="module")
+def checkov() -> Path:
+    given = os.environ.get("TRADESTREAM_CHECKOV")
+    if given:
+        return Path(given)
+    python = f"{sys.version_info.major}.{sys.version_info.minor}"
+    try:
+        venv = cached_venv(f"checkov-{CHECKOV_VERSION}", python, [f"checkov=={CHECKOV_VERSION}"])
+    except VenvUnavailableError as error:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI must run checkov, and cannot build its venv: {error}")
+        pytest.skip(f"checkov's venv cannot be built: {error}")
+    return venv / "bin" / "checkov"
+
+
+def test_checkov_finds_no_failed_check(checkov: Path) -> None:
+    # GIVEN the template folder WHEN checkov scans it, from inside it: checkov's parser puts the
+    # path it was given into every mapping as "__file__", Lambda environments included, and
+    # CKV_AWS_45 then takes a path holding a 40-character run of [A-Za-z0-9/+=] for an AWS secret
+    # key (bridgecrewio/checkov#7310), so the verdict would hang on where the checkout lives.
     result = _run(
-        str(BIN / "checkov"),
+        str(checkov),
         "--framework",
         "cloudformation",
         "-d",
-        str(TEMPLATE_DIR),
+        ".",
         "--output",
         "json",
         "--quiet",
         "--compact",
         "--skip-download",
+        cwd=TEMPLATE_DIR,
     )
 
     # THEN nothing failed (and it really scanned: checks passed)
@@ -56,6 +86,9 @@ def test_checkov_finds_no_failed_check() -> None:
     assert summary["parsing_errors"] == 0
     assert summary["passed"] > 0
     assert result.returncode == 0, result.stderr
+    # AND it was the pinned checkov, unless another was named on purpose
+    if not os.environ.get("TRADESTREAM_CHECKOV"):
+        assert summary["checkov_version"] == CHECKOV_VERSION
 
 
 @pytest.mark.parametrize("path", TEMPLATES, ids=lambda p: p.name)
