@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from producer.sources.base import DistinctLimit, Frame, SourceStats
+from producer.sources.pace import RecordedPace
 from tradestream.logs import get_logger
 from tradestream.trade import RawTrade, Trade, TradeError, now_ms, parse_raw, stamp
 
@@ -59,9 +60,7 @@ class ReplaySource:
         self.stats = ReplayStats()
         self._limit = DistinctLimit(self.stats, max_trades)
         self._clock = clock
-        self._sleep = sleep
-        self._monotonic = monotonic
-        self._anchor: tuple[float, int] | None = None  # (monotonic, trade time) of the first frame
+        self._recorded = RecordedPace(sleep=sleep, monotonic=monotonic)
 
     def __aiter__(self) -> AsyncIterator[Frame]:
         return self._frames()
@@ -119,16 +118,8 @@ class ReplaySource:
         return []
 
     async def _pace(self, frame: Frame) -> None:
-        if self.pace != "recorded":
-            return
-        recorded = max(trade.t for trade in frame)
-        if self._anchor is None:
-            self._anchor = (self._monotonic(), recorded)
-            return
-        started, first = self._anchor
-        delay = started + (recorded - first) / 1000 - self._monotonic()
-        if delay > 0:
-            await self._sleep(delay)
+        if self.pace == "recorded":
+            await self._recorded.wait(max(trade.t for trade in frame))
 
 
 def _reason(exc: ValueError) -> str:
