@@ -20,7 +20,8 @@ What a container would give and a host process cannot, and how it is stood in fo
   environment only ``PYTHONUNBUFFERED`` is set, the rest (PATH, TRADESTREAM_TEMPLATE_DIR) names
   paths inside the image.
 
-Not emulated: restart policies (a service that exits is reported, not restarted), volumes,
+Not emulated: restart policies, except on request (``restart``: a service that exits is
+reported, and started again only when a test says so and its policy allows it), volumes,
 networks, profiles, scaling, ``env_file``.
 """
 
@@ -30,6 +31,7 @@ import json
 import os
 import re
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -123,6 +125,7 @@ class Service:
     healthcheck: HealthCheck | None
     container_ports: tuple[int, ...]
     stop_grace_s: float
+    restart: str = "no"
 
 
 def load(compose_file: Path, variables: Mapping[str, str] | None = None) -> dict[str, Service]:
@@ -161,6 +164,7 @@ def _service(name: str, body: dict[str, Any], root: Path) -> Service:
         or _dockerfile_healthcheck(body, root),
         container_ports=tuple(sorted(ports)),
         stop_grace_s=duration_s(body.get("stop_grace_period"), 10),
+        restart=str(body.get("restart", "no")),
     )
 
 
@@ -296,6 +300,18 @@ class ComposeRun:
         text = self.running[name].log_path.read_text(errors="replace")
         return "\n".join(text.splitlines()[-lines:])
 
+    def kill(self, name: str) -> None:
+        """``docker kill <name>``: SIGKILL with no grace, as an OOM kill or a lost host."""
+        process = self.running[name].process
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait(10)
+
+    def restart(self, name: str) -> None:
+        """What ``restart: unless-stopped`` does once a service's container died."""
+        if self.services[name].restart == "no":
+            raise AssertionError(f"{name} has no restart policy: compose would leave it dead")
+        self._start(name)
+
     def tmp(self, name: str) -> Path:
         """The directory standing in for the service's /tmp."""
         path = self.workdir / name / "tmp"
@@ -326,7 +342,7 @@ class ComposeRun:
             probe = ["sh", "-c", self._host_string(name, check.shell)]
         environment = self.run_environment(name)
         log_path = self.workdir / f"{name}.log"
-        with log_path.open("wb") as log:
+        with log_path.open("ab") as log:  # appended: a restarted service keeps its old log
             process = subprocess.Popen(
                 command,
                 env=environment,
