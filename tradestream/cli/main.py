@@ -19,10 +19,17 @@ import click
 
 from tradestream.cli.deploy import deploy_command, destroy_command
 from tradestream.cli.lake import lake_command
+from tradestream.cli.replay import replay_command
 from tradestream.trade import dumps
 
 # Each command's extra (pyproject.toml); every other command runs the embedded stack: `local`.
-COMMAND_EXTRAS = {"ingest": "ingest", "model": "ml", "dashboard": "dashboard", "lake": "lake"}
+COMMAND_EXTRAS = {
+    "ingest": "ingest",
+    "model": "ml",
+    "dashboard": "dashboard",
+    "lake": "lake",
+    "replay": "producer",
+}
 OWN_PACKAGES = {"tradestream", "producer", "ingest_api", "lambdas", "ml", "dashboard"}
 
 
@@ -282,6 +289,7 @@ def dashboard(host: str, port: int) -> None:
 main.add_command(deploy_command)
 main.add_command(destroy_command)
 main.add_command(lake_command)
+main.add_command(replay_command)
 
 
 if __name__ == "__main__":

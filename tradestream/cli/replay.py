@@ -1,9 +1,5 @@
-"""`tradestream replay --from-lake`: backfill and reprocess from the lake, for
-``tradestream.cli.main`` to add (it needs the producer extra: the replay runs the producer's
-publisher):
-
-    from tradestream.cli.replay import replay_command
-    main.add_command(replay_command)
+"""`tradestream replay --from-lake`: backfill and reprocess from the lake (the producer extra:
+the replay runs the producer's publisher).
 
 Progress goes to stderr about once a second; the summary is one JSON object, the last stdout
 line. Exit status: 0 when every line of the selection is back on the stream (or was filtered out
