@@ -112,7 +112,6 @@ def test_an_object_that_could_not_be_written_is_put_back_ahead_of_newer_data() -
     assert merged.sources == [("shardId-000000000000", "4"), ("shardId-000000000000", "5")]
 
 
-
 def _read(shard: FirehoseShard, *sequence_numbers: str) -> None:
     shard.read(record(int(n), 10, sequence=n) for n in sequence_numbers)
 
