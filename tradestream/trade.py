@@ -2,6 +2,14 @@
 
 One JSON object per Kinesis record, UTF-8. Every retry and replay of the same Finnhub trade maps to
 the same ``id``, so the sinks can be idempotent (DESIGN.md, "Trade record").
+
+What the consumers accept (``Trade.from_record``): the edge's records (``id`` and ``rt``), and a
+plain Finnhub trade object as any other producer puts it, one per record, e.g.
+``{"s":"AAPL","p":187.5,"v":100,"t":1733300000000,"c":["1"]}``. Whatever lacks the stamp gets
+it at the consumer by the edge's rules: a missing ``id`` is the one ``stamp([raw])`` gives
+(occurrence 0, since a record holds one trade), a missing ``rt`` is the record's arrival time.
+Fields that are not the trade's (an ``ingested_at`` of another producer) are ignored. Anything
+else that is not a valid trade stays a TradeError, with the same reason as ever.
 """
 
 from __future__ import annotations
@@ -12,7 +20,7 @@ import time
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Annotated, Any, NotRequired
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pydantic_core import to_json
 from typing_extensions import TypedDict
 
@@ -35,6 +43,29 @@ class TradeError(ValueError):
     """A payload that is not a valid trade; it can never succeed, so it belongs in a DLQ."""
 
     code = "InvalidTrade"
+
+
+class ReceiveTimeMissingError(TradeError):
+    """A valid trade whose record has no ``rt`` (another producer's plain Finnhub trade), decoded
+    without a receive time to give it: ``received_at(arrival_ms)`` is the trade.
+
+    Raised rather than asking every caller for the arrival time up front, so that a consumer
+    works the arrival out only for the records that need it, and the edge's records (the hot
+    path) decode at exactly the cost they always did.
+    """
+
+    def __init__(self, error: ValueError, fields: dict[str, Any]) -> None:
+        super().__init__(error)
+        self._error = error
+        self._fields = fields  # the trade's validated fields and its id
+
+    def __str__(self) -> str:
+        # Formatted only when asked: a consumer that gives the receive time never asks.
+        return _short_error(self._error)
+
+    def received_at(self, received_ms: int) -> Trade:
+        """The trade with ``rt`` = ``received_ms``; TradeError if that is no epoch ms in range."""
+        return _stamped({**self._fields, "rt": received_ms})
 
 
 class RawTrade(BaseModel):
@@ -70,12 +101,76 @@ class Trade(RawTrade):
         return self.model_dump_json(exclude_none=True).encode()
 
     @classmethod
-    def from_record(cls, data: bytes | str) -> Trade:
-        """Decode one Kinesis record, raising TradeError for anything that is not a valid trade."""
+    def from_record(cls, data: bytes | str, received_ms: int | None = None) -> Trade:
+        """Decode one Kinesis record, raising TradeError for anything that is not a valid trade.
+
+        A record without ``id`` gets the edge's (``stamp([raw])``'s, occurrence 0); one without
+        ``rt`` gets ``received_ms``, the record's arrival time, or, when that is not given,
+        raises ReceiveTimeMissingError, whose ``received_at`` gives it later. The TradeError of
+        any other record is what it always was: its reason, and pydantic's ValidationError as
+        its ``__cause__``.
+        """
         try:
             return cls.model_validate_json(data)
         except ValueError as exc:  # pydantic.ValidationError is a ValueError
-            raise TradeError(_short_error(exc)) from exc
+            error = exc
+        # Off the hot path from here: records that are not the edge's, and poison.
+        fields = _unstamped_fields(data, error)
+        if fields is None:
+            raise TradeError(_short_error(error)) from error
+        if "rt" in fields:
+            return _stamped(fields)
+        if received_ms is None:
+            raise ReceiveTimeMissingError(error, fields) from error
+        return _stamped({**fields, "rt": received_ms})
+
+
+class _UnstampedRecord(RawTrade):
+    """A record that may lack the edge's stamp: ``id`` and ``rt`` as Trade checks them when they
+    are there. The defaults (never validated, and no valid value) mean "absent"; an explicit
+    ``null`` is refused, as it always was."""
+
+    id: str = Field("", min_length=16, max_length=64)
+    rt: int = Field(0, ge=MIN_EPOCH_MS, le=MAX_EPOCH_MS)
+
+
+_STAMP = frozenset({("id",), ("rt",)})
+
+
+def _unstamped_fields(data: bytes | str, error: ValueError) -> dict[str, Any] | None:
+    """A record's trade fields and id when its only faults were a missing ``id`` and/or ``rt``
+    (``rt`` included when present); None for anything else, i.e. poison."""
+    if not isinstance(error, ValidationError) or error.error_count() > 2:
+        return None  # a missing id and rt are two errors; a ping frame, say, has six
+    errors = error.errors(include_url=False, include_context=False, include_input=False)
+    if not all(e["type"] == "missing" and e["loc"] in _STAMP for e in errors):
+        return None
+    try:
+        # Trade failed for the missing stamp alone, and _UnstampedRecord differs from Trade only
+        # in those two defaults, so this succeeds; the guard is for the impossible.
+        record = _UnstampedRecord.model_validate_json(data)
+    except ValueError:  # pragma: no cover
+        return None
+    s, p, v, t, c = record.s, record.p, record.v, record.t, record.c
+    fields: dict[str, Any] = {
+        "s": s,
+        "p": p,
+        "v": v,
+        "t": t,
+        "c": c,
+        "id": record.id or _id_of((s, p, v, t, c), 0),
+    }
+    if record.rt:
+        fields["rt"] = record.rt
+    return fields
+
+
+def _stamped(fields: dict[str, Any]) -> Trade:
+    # Validating the dict costs less than model_construct, and checks a receive time from outside.
+    try:
+        return Trade.model_validate(fields)
+    except ValueError as exc:
+        raise TradeError(_short_error(exc)) from exc
 
 
 # A trade's fields in record order: s, p, v, t, c.

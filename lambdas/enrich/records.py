@@ -1,5 +1,12 @@
 """From a Firehose record to a trade, and from a trade and its prediction to a lake line.
 
+A record's data is a trade when it is one JSON trade object: the edge's record (with ``id`` and
+``rt``) or a plain Finnhub trade as any other producer puts it (``{"s","p","v","t","c"}``, other
+fields ignored). What the edge would have stamped is filled in here (``Trade.from_record``): a
+missing ``id`` by the edge's rule, a missing ``rt`` from the record's
+``approximateArrivalTimestamp`` (epoch ms, the Kinesis arrival time), so a redelivered record
+gives the same lake line. A record without ``rt`` and without an arrival time is not a trade.
+
 Lake line: the trade's fields, then ``prediction`` and ``model_version`` (both null when inference
 failed, with ``prediction_error`` saying why), as one JSON object terminated by a newline, so the
 objects Firehose concatenates are NDJSON that Athena's JSON SerDe reads line by line.
@@ -18,7 +25,7 @@ from aws_lambda_powertools.utilities.data_classes.kinesis_firehose_event import 
 )
 
 from lambdas.enrich.firehose import payload
-from tradestream.trade import Trade, TradeError
+from tradestream.trade import ReceiveTimeMissingError, Trade, TradeError
 
 
 @dataclass(frozen=True)
@@ -41,7 +48,16 @@ def decode_trade(record: KinesisFirehoseRecord) -> Trade:
         data = payload(record)
     except ValueError as exc:
         raise TradeError(str(exc)) from exc
-    return Trade.from_record(data)
+    try:
+        return Trade.from_record(data)
+    except ReceiveTimeMissingError as unstamped:
+        # Another producer's trade: received when it reached the stream, as the hot store says.
+        arrival = record.get("approximateArrivalTimestamp")
+        if arrival is None:
+            raise TradeError(
+                f"{unstamped}, and the record has no approximateArrivalTimestamp"
+            ) from unstamped
+        return unstamped.received_at(arrival)
 
 
 def lake_line(trade: Trade, inference: Inference) -> bytes:

@@ -1,5 +1,11 @@
 """One Kinesis event record: where it came from, and the trade it carries or why it is poison.
 
+A record carries a trade when its data is one JSON trade object: the edge's record (with ``id``
+and ``rt``) or a plain Finnhub trade as any other producer puts it (``{"s","p","v","t","c"}``,
+other fields ignored). What the edge would have stamped is filled in here (``Trade.from_record``):
+a missing ``id`` by the edge's rule, a missing ``rt`` from the record's
+``kinesis.approximateArrivalTimestamp``, so a redelivered record is the same item again.
+
 A record is *poison* when no retry can ever make it succeed (not base64, not JSON, not a valid
 trade, or a trade DynamoDB cannot store). Everything else that goes wrong is transient.
 """
@@ -15,7 +21,7 @@ from aws_lambda_powertools.utilities.data_classes.kinesis_stream_event import (
     KinesisStreamRecord,
 )
 
-from tradestream.trade import Trade, TradeError
+from tradestream.trade import ReceiveTimeMissingError, Trade, TradeError
 
 INVALID_BASE64 = "InvalidBase64"
 INVALID_JSON = "InvalidJson"
@@ -65,7 +71,11 @@ def decode_trade(ref: RecordRef) -> Trade:
     except (binascii.Error, ValueError) as exc:
         raise PoisonRecordError(INVALID_BASE64, f"data is not base64: {exc}") from exc
     try:
-        return Trade.from_record(data)
+        try:
+            return Trade.from_record(data)
+        except ReceiveTimeMissingError as unstamped:
+            # Another producer's trade: received when it reached the stream (seconds, ms precision).
+            return unstamped.received_at(round(ref.approximate_arrival_timestamp * 1000))
     except TradeError as exc:
         raise PoisonRecordError(_trade_error_code(exc), str(exc)) from exc
 
