@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from tests.support.fake_sagemaker import MODEL_VERSION, FakeSageMaker, prediction_for
+from tests.support.fake_sagemaker import MODEL_VERSION, prediction_for
 from tests.support.kinesis import read_stream
+from tests.support.stacks import embedded_lake_stack
 from tradestream import aws, readback
-from tradestream.local.runtime import EmbeddedStack, embedded_stack
-from tradestream.local.settings import LocalSettings
+from tradestream.local.runtime import EmbeddedStack
 from tradestream.trade import parse_raw, stamp
 
 WAIT_S = 60.0
@@ -29,17 +29,8 @@ Item = dict[str, Any]
 
 @pytest.fixture
 def stack(aws_env: str, unique: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[EmbeddedStack]:
-    with FakeSageMaker() as sagemaker:
-        monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", sagemaker.url)
-        settings = LocalSettings(
-            stream_name=f"plain-{unique}",
-            table_name=f"plain_trades_{unique}",
-            bucket_name=f"plain-lake-{unique}",
-            poll_interval_seconds=0.05,
-            lake_processor_interval_seconds=0,
-        )
-        with embedded_stack(settings) as running:
-            yield running
+    with embedded_lake_stack("plain", unique, monkeypatch) as running:
+        yield running
 
 
 def plain_trades(count: int) -> list[dict[str, Any]]:

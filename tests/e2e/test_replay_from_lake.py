@@ -28,15 +28,14 @@ from producer.app import run
 from producer.settings import ProducerSettings
 from tests.functional.test_lake_query import DAY_MS, SYMBOLS
 from tests.functional.test_lake_query import trades as synthetic
-from tests.support.fake_sagemaker import FakeSageMaker
 from tests.support.kinesis import create_stream, read_stream
+from tests.support.stacks import embedded_lake_stack
 from tradestream import aws, readback
 from tradestream.cfn.template import TEMPLATE_DIR, load_template, resolver_for
 from tradestream.cli.replay import replay_command
 from tradestream.local.firehose.prefix import Context, object_name
 from tradestream.local.firehose.settings import delivery_stream_settings
-from tradestream.local.runtime import EmbeddedStack, embedded_stack
-from tradestream.local.settings import LocalSettings
+from tradestream.local.runtime import EmbeddedStack
 from tradestream.trade import RawTrade, Trade, stamp
 
 WAIT_S = 60.0
@@ -59,17 +58,8 @@ def replay(stream: str, bucket: str, *args: str) -> tuple[Result, dict[str, Any]
 
 @pytest.fixture
 def stack(aws_env: str, unique: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[EmbeddedStack]:
-    with FakeSageMaker() as sagemaker:
-        monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", sagemaker.url)
-        settings = LocalSettings(
-            stream_name=f"replay-{unique}",
-            table_name=f"replay_trades_{unique}",
-            bucket_name=f"replay-lake-{unique}",
-            poll_interval_seconds=0.05,
-            lake_processor_interval_seconds=0,
-        )
-        with embedded_stack(settings) as running:
-            yield running
+    with embedded_lake_stack("replay", unique, monkeypatch) as running:
+        yield running
 
 
 def settle(stack: EmbeddedStack) -> None:

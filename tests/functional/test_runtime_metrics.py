@@ -17,8 +17,8 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.fake_sagemaker import FakeSageMaker
 from tests.support.kinesis import create_stream
+from tests.support.stacks import embedded_lake_stack
 from tradestream import aws
 from tradestream.cfn.template import TEMPLATE_DIR, load_template, resolver_for
 from tradestream.local.esm.mapping import KinesisEventSourceMapping
@@ -26,8 +26,7 @@ from tradestream.local.firehose.delivery import FirehoseEmulation
 from tradestream.local.firehose.settings import delivery_stream_settings
 from tradestream.local.hot_path import deploy
 from tradestream.local.metrics import stage_lag, start_metrics
-from tradestream.local.runtime import EmbeddedStack, embedded_stack
-from tradestream.local.settings import LocalSettings
+from tradestream.local.runtime import EmbeddedStack
 from tradestream.synthetic import raw_frames
 from tradestream.trade import Trade, stamp
 
@@ -100,17 +99,8 @@ def eventually(condition: Callable[[], bool], within: float = WAIT_S) -> None:
 
 @pytest.fixture
 def stack(aws_env: str, unique: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[EmbeddedStack]:
-    with FakeSageMaker() as sagemaker:
-        monkeypatch.setenv("AWS_ENDPOINT_URL_SAGEMAKER_RUNTIME", sagemaker.url)
-        settings = LocalSettings(
-            stream_name=f"rtm-{unique}",
-            table_name=f"rtm_trades_{unique}",
-            bucket_name=f"rtm-lake-{unique}",
-            poll_interval_seconds=0.05,
-            lake_processor_interval_seconds=0,
-        )
-        with embedded_stack(settings) as running:
-            yield running
+    with embedded_lake_stack("rtm", unique, monkeypatch) as running:
+        yield running
 
 
 def test_the_scrape_is_the_emulations_counts_and_lag_falls_to_zero(stack: EmbeddedStack) -> None:
