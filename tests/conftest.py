@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 
@@ -23,7 +24,7 @@ def moto() -> Iterator[MotoHandle]:
 @pytest.fixture
 def aws_env(moto: MotoHandle, monkeypatch: pytest.MonkeyPatch) -> str:
     """Point every AWS client built by tradestream.aws at the session's moto server."""
-    for key in list(__import__("os").environ):
+    for key in list(os.environ):
         if key.startswith("AWS_ENDPOINT_URL"):
             monkeypatch.delenv(key)
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto.url)
@@ -32,6 +33,18 @@ def aws_env(moto: MotoHandle, monkeypatch: pytest.MonkeyPatch) -> str:
     for key, value in DUMMY_CREDENTIALS.items():
         monkeypatch.setenv(key, value)
     return moto.url
+
+
+@pytest.fixture(autouse=True)
+def _keep_log_level() -> Iterator[None]:
+    """The CLI sets LOG_LEVEL=WARNING in os.environ for its own run; called in-process by a test,
+    that would silence the INFO logs of every subprocess a later test starts."""
+    before = os.environ.get("LOG_LEVEL")
+    yield
+    if before is None:
+        os.environ.pop("LOG_LEVEL", None)
+    else:
+        os.environ["LOG_LEVEL"] = before
 
 
 @pytest.fixture

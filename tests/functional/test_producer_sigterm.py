@@ -58,6 +58,8 @@ def test_sigterm_flushes_a_full_buffer_within_the_deadline(
             "PUT_BACKOFF_MAX_SECONDS": "0.1",
             "MAX_PUT_ATTEMPTS": "50",
             "SHUTDOWN_DEADLINE_SECONDS": str(DEADLINE),
+            # The test reads the INFO line that says the signal was seen.
+            "LOG_LEVEL": "INFO",
         }
         env.pop("FINNHUB_API_KEY", None)
         process = subprocess.Popen(
