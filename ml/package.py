@@ -7,6 +7,9 @@ Layout (what SageMaker unpacks into /opt/ml/model)::
     code/inference.py   model_fn, input_fn, predict_fn, output_fn (SAGEMAKER_PROGRAM)
     code/features.py    the very feature module training used, byte for byte
 
+A SageMaker training job writes the same members as files (``lay_out``) into /opt/ml/model,
+which SageMaker packs into the job's own model.tar.gz.
+
 The archive is reproducible: sorted members, zeroed times and owners, so the same model always
 packs to the same bytes (and the same digest in S3).
 """
@@ -34,15 +37,7 @@ class PackageError(ValueError):
 
 def package(model_dir: Path, out: Path) -> Path:
     """Write ``out`` (model.tar.gz) from a trained model directory; returns ``out``."""
-    metadata = read_metadata(model_dir)
-    shipped = (ML_DIR / "features.py").read_bytes()
-    if metadata.get("feature_code_sha256") != hashlib.sha256(shipped).hexdigest():
-        raise PackageError(
-            f"ml/features.py changed since {metadata.get('model_version')} was trained; "
-            "train again, then package"
-        )
-    members = [(name, (model_dir / name).read_bytes()) for name in MODEL_FILES]
-    members += [(f"code/{name}", (ML_DIR / name).read_bytes()) for name in CODE_FILES]
+    members = _members(model_dir)
     out.parent.mkdir(parents=True, exist_ok=True)
     with (
         out.open("wb") as raw,
@@ -54,6 +49,31 @@ def package(model_dir: Path, out: Path) -> Path:
         for name, data in sorted(members):
             archive.addfile(_entry(name, tarfile.REGTYPE, 0o644, len(data)), io.BytesIO(data))
     return out
+
+
+def lay_out(model_dir: Path, into: Path) -> Path:
+    """Write the package's members as files into ``into``, as SageMaker unpacks model.tar.gz:
+    what a training job leaves in /opt/ml/model, which SageMaker then packs into the job's
+    model.tar.gz for the endpoint. Returns ``into``."""
+    for name, data in _members(model_dir):
+        path = into / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+    return into
+
+
+def _members(model_dir: Path) -> list[tuple[str, bytes]]:
+    """(name in the package, bytes) of every member; refuses a model of other feature code."""
+    metadata = read_metadata(model_dir)
+    shipped = (ML_DIR / "features.py").read_bytes()
+    if metadata.get("feature_code_sha256") != hashlib.sha256(shipped).hexdigest():
+        raise PackageError(
+            f"ml/features.py changed since {metadata.get('model_version')} was trained; "
+            "train again, then package"
+        )
+    members = [(name, (model_dir / name).read_bytes()) for name in MODEL_FILES]
+    members += [(f"code/{name}", (ML_DIR / name).read_bytes()) for name in CODE_FILES]
+    return members
 
 
 def extract(artifact: Path, into: Path) -> Path:

@@ -9,6 +9,10 @@ window, exactly as the endpoint runs it per request. Labels come from the whole 
 point-in-time forward join, see labels.py). The holdout is the last 20% of trade time; training
 rows whose label horizon reaches into it are purged, so no holdout price leaks into training.
 
+Also the entry point of a SageMaker training job (``sagemaker_train.py``), so everything this
+module imports runs in the SageMaker scikit-learn container (1.2-1: Python 3.9, numpy 1.24,
+scikit-learn 1.2) and keeps to Python 3.9 at run time; core (``tradestream``) is not there.
+
 Output directory: ``model.joblib`` (the model as plain numbers, see inference.py),
 ``metadata.json`` (the model version inside the artifact), ``metrics.json``, ``model-card.md``.
 """
@@ -31,7 +35,6 @@ from sklearn.preprocessing import StandardScaler
 
 from ml import inference
 from ml.card import model_card
-from ml.data import synthetic_history
 from ml.evaluate import evaluate, verdict
 from ml.features import FEATURE_NAMES, compute_features
 from ml.labels import forward_log_returns
@@ -71,7 +74,15 @@ def train(
     """Train on ``trades`` (e.g. ``data.lake_history``) or, if None, on ``n_trades`` trades of the
     synthetic market of ``seed``; write the model to ``out_dir``. ``source`` names the data in
     the metadata and the card (default: "synthetic" or "provided")."""
-    history = list(trades) if trades is not None else synthetic_history(n_trades, seed)
+    history: list[Mapping[str, Any]] = []
+    if trades is None:
+        # Imported here: the synthetic market is core's (tradestream), which a SageMaker training
+        # job does not carry; a job always passes the trades it read from its channel.
+        from ml.data import synthetic_history
+
+        history.extend(synthetic_history(n_trades, seed))
+    else:
+        history.extend(trades)
     described = source or ("synthetic" if trades is None else "provided")
     x = features_in_windows(history, request_windows(len(history), seed))
     y = forward_log_returns(history, horizon_s)
@@ -96,7 +107,9 @@ def train(
         seed=seed,
     )
     metrics = {"train_rows": int(fit_rows.size), **metrics, "verdict": verdict(metrics)}
-    metrics["coefficients_standardized"] = dict(zip(FEATURE_NAMES, params["coef"], strict=True))
+    # Not zip(strict=True): this runs in the SageMaker scikit-learn container's Python 3.9 too.
+    coef = params["coef"]
+    metrics["coefficients_standardized"] = {n: coef[i] for i, n in enumerate(FEATURE_NAMES)}
     metadata = _metadata(params, described, history, seed, horizon_s, times, holdout_rows)
     out_dir.mkdir(parents=True, exist_ok=True)
     joblib.dump(params, out_dir / "model.joblib")
