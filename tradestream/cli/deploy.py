@@ -74,6 +74,11 @@ def _target_option() -> Callable[[Callable[..., None]], Callable[..., None]]:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="model.tar.gz (`tradestream model package`); default: the reproducible default model.",
 )
+@click.option(
+    "--model-uri",
+    help="Or s3://ARTIFACTS_BUCKET/...model.tar.gz, served as it is: what `tradestream model "
+    "train --on sagemaker` prints.",
+)
 @click.option("--producer-image", help="Producer image URI (ECR); without it, no producer stack.")
 @click.option("--ingest-image", help="Ingest image URI (ECR); without it, no ingest stack.")
 @click.option("--finnhub-secret-arn", default="", help="Without it the producer is synthetic.")
@@ -92,6 +97,7 @@ def deploy_command(
     shards: int,
     inference: str,
     model: Path | None,
+    model_uri: str | None,
     producer_image: str | None,
     ingest_image: str | None,
     finnhub_secret_arn: str,
@@ -113,6 +119,7 @@ def deploy_command(
             shard_count=shards,
             inference_mode=inference,
             model_artifact=model,
+            model_uri=model_uri,
             default_model=_default_model,
             producer_image=producer_image,
             ingest_image=ingest_image,

@@ -147,7 +147,29 @@ def _upload_artifacts(ctx: DeployContext) -> None:
         ctx.code_keys[function.name] = upload(
             s3, ctx.artifacts_bucket, "lambdas", zips[function.name]
         )
-    ctx.model_key = upload(s3, ctx.artifacts_bucket, "model", _model_artifact(ctx.options))
+    if ctx.options.model_uri:
+        ctx.model_key = _uploaded_model_key(s3, ctx.artifacts_bucket, ctx.options.model_uri)
+    else:
+        ctx.model_key = upload(s3, ctx.artifacts_bucket, "model", _model_artifact(ctx.options))
+
+
+def _uploaded_model_key(s3: Any, bucket: str, uri: str) -> str:
+    """The key of a model.tar.gz already in the artifacts bucket (a training job's output).
+    The inference stack serves models from that bucket only, so the endpoint's role reads there."""
+    named, _, key = uri.removeprefix("s3://").partition("/")
+    if named != bucket:
+        raise TargetError(
+            f"{uri} is not in the artifacts bucket s3://{bucket}/: train with `tradestream model "
+            "train --on sagemaker` (it writes there), or download it and give --model"
+        )
+    try:
+        s3.head_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code")
+        raise TargetError(
+            f"{uri} cannot be read ({code}): has its training job completed?"
+        ) from exc
+    return key
 
 
 def _model_artifact(options: DeployOptions) -> Path:

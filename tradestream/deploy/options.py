@@ -18,6 +18,7 @@ from tradestream.deploy.errors import TargetError
 PREFIX_PATTERN = re.compile(r"^[a-z][a-z0-9-]{0,18}[a-z0-9]$")
 STREAM_MODES = ("PROVISIONED", "ON_DEMAND")
 INFERENCE_MODES = ("serverless", "realtime")
+MODEL_URI_PATTERN = re.compile(r"^s3://[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]/.+\.tar\.gz$")
 
 
 @dataclass(frozen=True)
@@ -27,6 +28,9 @@ class DeployOptions:
     shard_count: int = 2
     inference_mode: str = "serverless"
     model_artifact: Path | None = None  # model.tar.gz; None: default_model() builds one
+    # Or a model.tar.gz already in the artifacts bucket (a SageMaker training job's), served as
+    # it is: `tradestream model train --on sagemaker` prints it.
+    model_uri: str | None = None
     # Builds the reproducible default model.tar.gz when no artifact is given. The model is ml/'s,
     # a deployable core does not import: the CLI passes ml.default_model in.
     default_model: Callable[[], Path] | None = None
@@ -58,6 +62,10 @@ class DeployOptions:
             raise TargetError(f"inference mode must be one of {INFERENCE_MODES}")
         if self.model_artifact is not None and not self.model_artifact.is_file():
             raise TargetError(f"model artifact {self.model_artifact} is not a file")
+        if self.model_uri is not None and not MODEL_URI_PATTERN.fullmatch(self.model_uri):
+            raise TargetError(f"model URI {self.model_uri!r} is not s3://BUCKET/KEY.tar.gz")
+        if self.model_uri is not None and self.model_artifact is not None:
+            raise TargetError("give a model artifact or a model URI, not both")
         if self.task_subnets and not self.public_subnets:
             raise TargetError("task subnets need public subnets for the load balancer too")
         if (self.public_subnets or self.task_subnets) and not self.vpc_id:
