@@ -21,10 +21,18 @@ Message body (JSON, ASCII-only)::
      "approximateArrivalTimestamp": 1718900000.123, "data": "<base64 as received>",
      "failedAt": <epoch ms>, "functionName": "...", "requestId": "..."}
 
-A record is replayed by decoding ``data`` and putting it back on the stream with its
-``partitionKey``. Kinesis records reach 1 MiB (base64: 1.33 MiB), more than an SQS message holds:
-then ``data`` is null and ``dataOmitted``, ``dataSha256`` (of the record's bytes) and ``dataLength``
-say so; the locator still finds the record in the stream while it is retained. The 256 KiB SQS
+One message per poison *user* record: a poison trade inside a KPL aggregate goes alone (the rest of
+the aggregate is written), and its message adds ``"subSequenceNumber"`` (its position in the
+aggregate, after ``sequenceNumber``, which is the aggregate's) and, when it was put with one,
+``"explicitHashKey"``; its ``data`` and ``partitionKey`` are then the user record's own, not the
+aggregate's. A Kinesis record that is poison as a whole (not base64, a corrupt aggregate) has no
+``subSequenceNumber`` and its ``data`` as received. A record is replayed by decoding ``data`` and
+putting it back on the stream with its ``partitionKey``, as a plain record.
+
+Kinesis records reach 1 MiB (base64: 1.33 MiB), more than an SQS message holds: then ``data`` is
+null and ``dataOmitted``, ``dataSha256`` (of the poison bytes: the user record's for one of an
+aggregate) and ``dataLength`` say so; the locator (with the sub-sequence number) still finds the
+record in the stream while it is retained. The 256 KiB SQS
 limit is used although AWS now allows 1 MiB: queues created earlier, and LocalStack, still have it.
 """
 
@@ -41,6 +49,7 @@ from typing import Any
 
 from lambdas.hotstore.records import RecordRef
 from lambdas.hotstore.rounds import CallOutcome, RetryRounds
+from tradestream.kpl import UserRecord
 
 MAX_BATCH_ENTRIES = 10
 MAX_BATCH_BYTES = 256 * 1024  # per message and per SendMessageBatch call (sum of bodies)
@@ -50,9 +59,31 @@ SCHEMA_VERSION = 1
 
 @dataclass(frozen=True)
 class DeadLetter:
-    ref: RecordRef
+    ref: RecordRef  # the Kinesis record
     reason: str  # a code from lambdas.hotstore.records
     error: str
+    user: UserRecord | None = None  # the poison user record; None when the whole record is
+
+    @property
+    def data(self) -> str:
+        """The poison bytes, base64: the user record's, or the Kinesis record's as received."""
+        if self.user is None or not self.user.aggregated:
+            return self.ref.data
+        return base64.b64encode(self.user.data).decode("ascii")
+
+    @property
+    def partition_key(self) -> str:
+        return self.user.partition_key if self.user is not None else self.ref.partition_key
+
+    @property
+    def position(self) -> dict[str, Any]:
+        """Where inside its Kinesis record the poison sits, for a user record of an aggregate."""
+        if self.user is None or not self.user.aggregated:
+            return {}
+        position: dict[str, Any] = {"subSequenceNumber": self.user.sub_sequence_number}
+        if self.user.explicit_hash_key is not None:
+            position["explicitHashKey"] = self.user.explicit_hash_key
+        return position
 
 
 @dataclass
@@ -74,9 +105,10 @@ def message_body(
         "eventSourceARN": ref.event_source_arn,
         "shardId": ref.shard_id,
         "sequenceNumber": ref.sequence_number,
-        "partitionKey": ref.partition_key,
+        **letter.position,
+        "partitionKey": letter.partition_key,
         "approximateArrivalTimestamp": ref.approximate_arrival_timestamp,
-        "data": ref.data,
+        "data": letter.data,
         "failedAt": failed_at_ms,
         **(extra or {}),
     }
@@ -84,7 +116,7 @@ def message_body(
     text = json.dumps(body, separators=(",", ":"), ensure_ascii=True)
     if len(text) <= MAX_BATCH_BYTES:
         return text
-    raw = _raw_bytes(ref.data)
+    raw = _raw_bytes(letter.data)
     body.update(
         data=None,
         dataOmitted=True,

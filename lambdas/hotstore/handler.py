@@ -1,9 +1,14 @@
 """Lambda entry point: a Kinesis batch of trades -> DynamoDB, poison records -> the DLQ.
 
+Each Kinesis record is opened into its user records first (a KPL aggregate holds many, a plain
+record is one: ``lambdas.hotstore.records``); every user record is a trade or poison on its own.
 ``handler`` answers ``{"batchItemFailures": [{"itemIdentifier": <sequenceNumber>}, ...]}`` (the
-event source mapping has ReportBatchItemFailures on) listing only records that may succeed later:
-writes that failed past the retry budget, and poison records the DLQ could not take. Poison
-records the DLQ took are successes (see ``lambdas.hotstore.dlq`` for why).
+event source mapping has ReportBatchItemFailures on) listing only Kinesis records that may succeed
+later: those with a user record whose write failed past the retry budget, or with a poison record
+the DLQ could not take. An aggregate is reported by its own sequence number, the only one Lambda
+knows, so the mapping redelivers it whole; its user records that were written are written again
+under the same keys, which changes nothing (ids keep the table idempotent). Poison records the
+DLQ took are successes (see ``lambdas.hotstore.dlq`` for why).
 
 Settings and clients are built on the first invocation and reused by later ones (the Lambda
 execution environment outlives an invocation); ``reset()`` forgets them, for tests and for the
@@ -27,7 +32,7 @@ from lambdas.execution import PerEnvironment, invocation_deadline, lambda_handle
 from lambdas.hotstore import metrics
 from lambdas.hotstore.dlq import DeadLetter, DeadLetterQueue, DeadLetterResult
 from lambdas.hotstore.items import Item, Key, key_of, to_item
-from lambdas.hotstore.records import PoisonRecordError, RecordRef, decode_trade
+from lambdas.hotstore.records import PoisonRecordError, RecordRef, decode_trade, user_records
 from lambdas.hotstore.rounds import RetryRounds
 from lambdas.hotstore.settings import HotstoreSettings
 from lambdas.hotstore.writer import BatchWriter, WriteResult
@@ -107,6 +112,7 @@ class Hotstore:
         )
         refs = [RecordRef.from_event_record(raw) for raw in event.get("Records", [])]
         items, records_by_key, letters = self._classify(refs)
+        received = len(items) + len(letters)  # user records (a record poison whole is one)
 
         written = self.writer.write(items, deadline=deadline)
         dead = self.dlq.send(letters, extra=_origin(context), deadline=deadline)
@@ -123,7 +129,8 @@ class Hotstore:
         logger.info(
             "batch processed",
             extra={
-                "received": len(refs),
+                "received": received,
+                "kinesis_records": len(refs),
                 "written": sum(len(records_by_key[key]) for key in written.written),
                 "items": len(written.written),
                 "duplicates": len(items) - len(records_by_key),
@@ -135,13 +142,14 @@ class Hotstore:
             },
         )
         if figures is not None:
-            _measure(figures, refs, items, written, dead, len(identifiers))
+            _measure(figures, len(refs), items, written, dead, len(identifiers))
         return {"batchItemFailures": [{"itemIdentifier": seq} for seq in identifiers]}
 
     def _classify(
         self, refs: list[RecordRef]
     ) -> tuple[list[Item], dict[Key, list[str]], list[DeadLetter]]:
-        """Items to write (with the records behind each key) and poison records as letters."""
+        """Items to write (with the sequence numbers of the Kinesis records behind each key, one
+        per user record) and poison records as letters."""
         # One write timestamp per batch: the demo's latency is ingested_at - rt.
         ingested_at = self._clock_ms()
         items: list[Item] = []
@@ -149,13 +157,22 @@ class Hotstore:
         letters: list[DeadLetter] = []
         for ref in refs:
             try:
-                trade = decode_trade(ref)
-                item = to_item(trade, ttl_days=self.settings.ttl_days, ingested_at_ms=ingested_at)
+                users = user_records(ref)
             except PoisonRecordError as exc:
                 letters.append(DeadLetter(ref, exc.code, exc.message))
                 continue
-            items.append(item)
-            records_by_key.setdefault(key_of(item), []).append(ref.sequence_number)
+            arrival_s = ref.approximate_arrival_timestamp
+            for user in users:
+                try:
+                    trade = decode_trade(user, arrival_s=arrival_s)
+                    item = to_item(
+                        trade, ttl_days=self.settings.ttl_days, ingested_at_ms=ingested_at
+                    )
+                except PoisonRecordError as exc:
+                    letters.append(DeadLetter(ref, exc.code, exc.message, user))
+                    continue
+                items.append(item)
+                records_by_key.setdefault(key_of(item), []).append(ref.sequence_number)
         return items, records_by_key, letters
 
     def _log_outcomes(
@@ -167,7 +184,7 @@ class Hotstore:
     ) -> None:
         if write_failures:
             logger.warning(
-                "items not written; their records are reported for redelivery",
+                "items not written; their Kinesis records are reported for redelivery",
                 extra={
                     "items": len(write_failures),
                     "records": unwritten_records,
@@ -178,18 +195,18 @@ class Hotstore:
             # The reason and where to find the record, never its data (the DLQ message has it).
             logger.warning(
                 "poison record kept in the DLQ",
-                extra={"reason": letter.reason, "error": letter.error, **_locator(letter.ref)},
+                extra={"reason": letter.reason, "error": letter.error, **_locator(letter)},
             )
         for letter, code in dlq_failures:
             logger.error(
                 "poison record could not be sent to the DLQ; reported for redelivery",
-                extra={"code": code, "reason": letter.reason, **_locator(letter.ref)},
+                extra={"code": code, "reason": letter.reason, **_locator(letter)},
             )
 
 
 def _measure(
     figures: Figures,
-    refs: list[RecordRef],
+    kinesis_records: int,
     items: list[Item],
     written: WriteResult,
     dead: DeadLetterResult,
@@ -197,7 +214,8 @@ def _measure(
 ) -> None:
     """The batch's figures (``lambdas.hotstore.metrics`` says how they reconcile)."""
     last_by_key = {key_of(item): item for item in items}  # the item the writer sent per key
-    figures.set(metrics.RECORDS_RECEIVED, len(refs))
+    figures.set(metrics.KINESIS_RECORDS_RECEIVED, kinesis_records)
+    figures.set(metrics.RECORDS_RECEIVED, len(items) + len(dead.sent) + len(dead.failed))
     figures.set(metrics.ITEMS_WRITTEN, len(written.written))
     figures.set(metrics.DUPLICATES_SKIPPED, len(items) - len(last_by_key))
     figures.set(metrics.ITEMS_FAILED, len(written.failed))
@@ -217,8 +235,12 @@ def _measure(
         figures.set(metrics.END_TO_END_LATENCY_AVG, sum(latencies) / len(latencies))
 
 
-def _locator(ref: RecordRef) -> dict[str, str]:
-    return {"shard_id": ref.shard_id, "sequence_number": ref.sequence_number}
+def _locator(letter: DeadLetter) -> dict[str, Any]:
+    ref = letter.ref
+    locator: dict[str, Any] = {"shard_id": ref.shard_id, "sequence_number": ref.sequence_number}
+    if "subSequenceNumber" in letter.position:
+        locator["sub_sequence_number"] = letter.position["subSequenceNumber"]
+    return locator
 
 
 def _origin(context: Any) -> dict[str, str]:

@@ -1,9 +1,13 @@
 """The hotstore function's CloudWatch metrics: namespace ``tradestream``, service ``hotstore``, one
 EMF blob per invocation (``lambdas.metrics``); alarms.yaml's dashboard charts exactly these names.
 
-Per batch they reconcile: RecordsReceived = PoisonRecords + DuplicatesSkipped + ItemsWritten +
-ItemsFailed, and PoisonRecords = DlqMessages + DlqFailures. BatchItemFailures counts the sequence
-numbers reported for redelivery (the records of ItemsFailed, and the DlqFailures).
+Records are counted as user records (a KPL aggregate holds many, a plain record is one; a Kinesis
+record poison as a whole, not base64 or a corrupt aggregate, counts as one) except where a name
+says Kinesis. Per batch they reconcile: RecordsReceived = PoisonRecords + DuplicatesSkipped +
+ItemsWritten + ItemsFailed, and PoisonRecords = DlqMessages + DlqFailures. KinesisRecordsReceived
+counts the event's records, aggregates once each; RecordsReceived / KinesisRecordsReceived is the
+batch's aggregation factor. BatchItemFailures counts the Kinesis sequence numbers reported for
+redelivery (those holding a user record of ItemsFailed or of DlqFailures; an aggregate once).
 """
 
 from __future__ import annotations
@@ -12,7 +16,8 @@ from lambdas.metrics import MILLISECONDS, Metric
 
 SERVICE = "hotstore"
 
-RECORDS_RECEIVED = Metric("RecordsReceived")
+RECORDS_RECEIVED = Metric("RecordsReceived")  # user records
+KINESIS_RECORDS_RECEIVED = Metric("KinesisRecordsReceived")  # the event's records
 ITEMS_WRITTEN = Metric("ItemsWritten")  # distinct items (s, sk) written
 DUPLICATES_SKIPPED = Metric("DuplicatesSkipped")  # records whose item another record carried
 ITEMS_FAILED = Metric("ItemsFailed")  # items still unwritten when the retry budget ran out
@@ -31,6 +36,7 @@ END_TO_END_LATENCY_AVG = Metric("EndToEndLatencyAvg", MILLISECONDS)
 
 METRICS = (
     RECORDS_RECEIVED,
+    KINESIS_RECORDS_RECEIVED,
     ITEMS_WRITTEN,
     DUPLICATES_SKIPPED,
     ITEMS_FAILED,

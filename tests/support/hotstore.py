@@ -14,6 +14,7 @@ import pytest
 from boto3.dynamodb.types import TypeDeserializer
 
 from lambdas.hotstore import handler as hotstore_handler
+from lambdas.hotstore.records import RecordRef, decode_trade, user_records
 from tradestream import aws
 from tradestream.local.lambda_runtime import LambdaContext, function_arn
 from tradestream.trade import RawTrade, Trade, stamp
@@ -79,22 +80,35 @@ def sample(name: str) -> dict[str, Any]:
     return event
 
 
+def decode_record(ref: RecordRef) -> Trade:
+    """The trade of a Kinesis record that carries one (a plain record), read as the handler does:
+    PoisonRecordError when the record, or its one user record, is poison."""
+    (user,) = user_records(ref)
+    return decode_trade(user, arrival_s=ref.approximate_arrival_timestamp)
+
+
 def trades_event(trades: list[Trade]) -> dict[str, Any]:
     """An event in the sample's exact shape, one record per trade, increasing sequence numbers."""
+    return kinesis_event([(trade.s, trade.to_record()) for trade in trades])
+
+
+def kinesis_event(records: list[tuple[str, bytes]]) -> dict[str, Any]:
+    """An event in the sample's exact shape, one Kinesis record per (partition key, data), e.g. a
+    KPL aggregate, with increasing sequence numbers."""
     template = sample("kinesis_hotstore_batch.json")["Records"][0]
     first = int(template["kinesis"]["sequenceNumber"])
-    records = []
-    for i, trade in enumerate(trades):
+    event_records = []
+    for i, (partition_key, data) in enumerate(records):
         record = copy.deepcopy(template)
         sequence = str(first + i * 2**70)
         record["kinesis"].update(
-            partitionKey=trade.s,
+            partitionKey=partition_key,
             sequenceNumber=sequence,
-            data=base64.b64encode(trade.to_record()).decode(),
+            data=base64.b64encode(data).decode(),
         )
         record["eventID"] = f"shardId-000000000000:{sequence}"
-        records.append(record)
-    return {"Records": records}
+        event_records.append(record)
+    return {"Records": event_records}
 
 
 def distinct_trades(n: int) -> list[Trade]:

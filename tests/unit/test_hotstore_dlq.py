@@ -20,6 +20,7 @@ from lambdas.hotstore.dlq import (
 )
 from lambdas.hotstore.records import INVALID_JSON, RecordRef
 from lambdas.hotstore.rounds import RetryRounds
+from tradestream import kpl
 from tradestream.retry import Backoff, Clock
 
 QUEUE = "https://sqs.us-east-1.amazonaws.com/123456789012/stock_trades-dlq"
@@ -178,3 +179,36 @@ def test_whole_call_errors_fail_every_entry_after_the_budget_or_at_once(
     assert len(client.calls) == calls
     assert result.failed == [(letters[0], code), (letters[1], code)]
     assert result.sent == []
+
+
+def _user_letter(data: bytes, **user: Any) -> DeadLetter:
+    aggregate = _letter(0, kpl.aggregate([("AAPL", b"{}"), ("TSLA", data)]))
+    poison = kpl.UserRecord("TSLA", data, sub_sequence_number=1, aggregated=True, **user)
+    return DeadLetter(aggregate.ref, INVALID_JSON, "record: Invalid JSON", poison)
+
+
+def test_a_poison_user_record_of_an_aggregate_has_its_own_data_key_and_position() -> None:
+    # GIVEN the second user record of an aggregate, put with an explicit hash key, poison
+    letter = _user_letter(b"TSLA,250", explicit_hash_key="170141183460469231731687303715884105728")
+
+    # WHEN its message body is built
+    body = json.loads(message_body(letter, failed_at_ms=5))
+
+    # THEN it is located by the aggregate's sequence number and its own sub-sequence number,
+    # and carries its own key, hash key and bytes, not the aggregate's
+    assert body["sequenceNumber"] == letter.ref.sequence_number
+    assert body["subSequenceNumber"] == 1
+    assert body["explicitHashKey"] == "170141183460469231731687303715884105728"
+    assert body["partitionKey"] == "TSLA"
+    assert base64.b64decode(body["data"]) == b"TSLA,250"
+
+
+def test_a_user_record_too_big_for_sqs_gets_the_digest_of_its_own_bytes() -> None:
+    # GIVEN a 300 KiB poison user record of an aggregate
+    data = b"y" * (300 * 1024)
+    body = json.loads(message_body(_user_letter(data), failed_at_ms=5))
+
+    # THEN the digest and length are the user record's, with its position to find it by
+    assert (body["data"], body["dataOmitted"], body["dataLength"]) == (None, True, len(data))
+    assert body["dataSha256"] == hashlib.sha256(data).hexdigest()
+    assert body["subSequenceNumber"] == 1

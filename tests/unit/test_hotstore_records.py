@@ -10,13 +10,17 @@ from typing import Any
 import pytest
 
 from lambdas.hotstore.records import (
+    CORRUPT_AGGREGATE,
     INVALID_BASE64,
     INVALID_JSON,
     INVALID_TRADE,
     PoisonRecordError,
     RecordRef,
-    decode_trade,
+    user_records,
 )
+from tests.support.hotstore import decode_record
+from tests.support.kpl import corrupt_aggregate
+from tradestream import kpl
 from tradestream.trade import Trade
 
 EVENTS = Path(__file__).parents[1] / "events"
@@ -68,7 +72,7 @@ def test_ref_carries_the_locator_and_the_shard_from_the_event_id() -> None:
 def test_poison_records_are_classified_by_reason(data: str, code: str) -> None:
     # GIVEN a record that can never become a trade WHEN it is decoded
     with pytest.raises(PoisonRecordError) as error:
-        decode_trade(_ref(data))
+        decode_record(_ref(data))
 
     # THEN it is poison with the reason's code and a message
     assert error.value.code == code
@@ -82,7 +86,7 @@ def test_sample_events_hold_real_trade_records_and_exactly_the_documented_poison
         for raw in _event(name)["Records"]:
             ref = RecordRef.from_event_record(raw)
             try:
-                trade = decode_trade(ref)
+                trade = decode_record(ref)
             except PoisonRecordError as exc:
                 outcomes.setdefault(name, []).append(exc.code)
                 continue
@@ -101,3 +105,28 @@ def test_sample_events_hold_real_trade_records_and_exactly_the_documented_poison
         INVALID_TRADE,
         "ok",
     ]
+
+
+def test_an_aggregate_opens_into_its_user_records_and_a_plain_record_is_one() -> None:
+    # GIVEN a KPL aggregate of two user records under their own keys, and a plain record
+    data = kpl.aggregate([("AAPL", b'{"a":1}'), ("MSFT", b'{"b":2}')])
+    aggregate = _ref(base64.b64encode(data).decode())
+    plain = _ref(base64.b64encode(b'{"c":3}').decode())
+
+    # WHEN their user records are read
+    # THEN the aggregate gives each with its key and position, the plain record itself
+    assert [(u.partition_key, u.data, u.sub_sequence_number) for u in user_records(aggregate)] == [
+        ("AAPL", b'{"a":1}', 0),
+        ("MSFT", b'{"b":2}', 1),
+    ]
+    assert user_records(plain) == [kpl.UserRecord("AAPL", b'{"c":3}')]
+
+
+def test_a_corrupt_aggregate_is_poison_as_a_whole() -> None:
+    # GIVEN the KPL magic and digest around a message that does not parse
+    ref = _ref(base64.b64encode(corrupt_aggregate()).decode())
+
+    # WHEN its user records are read THEN it is poison, with the format's code
+    with pytest.raises(PoisonRecordError) as error:
+        user_records(ref)
+    assert error.value.code == CORRUPT_AGGREGATE == "KplAggregateCorrupt"

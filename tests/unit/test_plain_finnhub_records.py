@@ -23,7 +23,7 @@ from lambdas.hotstore.records import (
     PoisonRecordError,
     RecordRef,
 )
-from lambdas.hotstore.records import decode_trade as hotstore_decode
+from tests.support.hotstore import decode_record
 from tradestream.trade import (
     MAX_EPOCH_MS,
     MIN_EPOCH_MS,
@@ -218,7 +218,7 @@ def test_any_plain_trade_decodes_to_what_the_edge_would_have_put(
 
 def test_the_hotstore_takes_rt_from_the_kinesis_arrival_timestamp() -> None:
     # GIVEN a plain trade that reached the stream at 1733300000.412 s WHEN the hotstore decodes it
-    trade = hotstore_decode(kinesis_ref(PLAIN, 1_733_300_000.412))
+    trade = decode_record(kinesis_ref(PLAIN, 1_733_300_000.412))
 
     # THEN rt is that instant in ms (rounded, not truncated: .412 s is 411.99... in binary)
     assert trade == edge(PLAIN, ARRIVAL_MS)
@@ -229,7 +229,7 @@ def test_the_hotstore_still_classifies_poison_by_reason() -> None:
     codes = []
     for data in (b"AAPL,187.5,100,1733300000000", b'{"s":"AAPL","p":-1,"v":1,"t":1733300000000}'):
         with pytest.raises(PoisonRecordError) as error:
-            hotstore_decode(kinesis_ref(data))
+            decode_record(kinesis_ref(data))
         codes.append(error.value.code)
 
     # THEN they are poison with today's codes
@@ -239,7 +239,7 @@ def test_the_hotstore_still_classifies_poison_by_reason() -> None:
 def test_the_hotstore_refuses_an_arrival_time_it_cannot_take_as_rt() -> None:
     # GIVEN a hand-written event whose arrival is in ms where seconds belong
     with pytest.raises(PoisonRecordError) as error:
-        hotstore_decode(kinesis_ref(PLAIN, float(ARRIVAL_MS)))
+        decode_record(kinesis_ref(PLAIN, float(ARRIVAL_MS)))
 
     # THEN the plain trade is an invalid trade, saying it is rt that is wrong
     assert error.value.code == INVALID_TRADE
@@ -251,7 +251,7 @@ def test_enrich_takes_rt_from_the_firehose_arrival_timestamp() -> None:
     trade = enrich_records.decode_trade(firehose_record(PLAIN))
 
     # THEN it is the edge's trade with that receive time, the same the hot store gets
-    assert trade == edge(PLAIN, ARRIVAL_MS) == hotstore_decode(kinesis_ref(PLAIN))
+    assert trade == edge(PLAIN, ARRIVAL_MS) == decode_record(kinesis_ref(PLAIN))
 
 
 def test_enrich_without_an_arrival_time_refuses_a_record_without_rt() -> None:
@@ -289,7 +289,7 @@ def test_the_samples_hold_the_same_six_records_as_each_consumer_receives_them() 
     firehose = _event("firehose_enrich_plain_finnhub.json")["records"]
 
     # WHEN each record is decoded by its consumer
-    hot = [hotstore_decode(RecordRef.from_event_record(raw)) for raw in kinesis]
+    hot = [decode_record(RecordRef.from_event_record(raw)) for raw in kinesis]
     lake = [enrich_records.decode_trade(KinesisFirehoseRecord(raw)) for raw in firehose]
 
     # THEN both consumers see the same trades, and none is poison
