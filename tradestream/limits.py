@@ -52,3 +52,23 @@ DYNAMODB_BATCH_WRITE_MAX_ITEMS = 25
 # "Maximum payload size 6 MB"; the model container must answer within 60 seconds.
 SAGEMAKER_INVOKE_MAX_PAYLOAD_BYTES = 6 * MiB
 SAGEMAKER_INVOKE_TIMEOUT_SECONDS = 60
+
+# -- Capacity planning (tradestream plan) ----------------------------------------------------------
+# Kinesis quotas, https://docs.aws.amazon.com/streams/latest/dev/service-sizes-and-limits.html:
+# "Each shard can support up to a maximum total data read rate of 2 MiB per second" (shared by
+# every consumer that is not an enhanced fan-out one).
+KINESIS_SHARD_READ_BYTES_PER_SECOND = 2 * MiB
+# Event source mapping, https://docs.aws.amazon.com/lambda/latest/api/API_CreateEventSourceMapping.html:
+# "ParallelizationFactor: (Kinesis and DynamoDB Streams only) The number of batches to process
+# from each shard concurrently", 1 to 10.
+LAMBDA_ESM_MAX_PARALLELIZATION_FACTOR = 10
+# DynamoDB, https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/on-demand-capacity-mode.html:
+# "One write request unit represents one write for an item up to 1 KB in size"; partition-key
+# design (bp-partition-key-design.html): "a single partition can support a maximum of 3,000 read
+# capacity units (RCUs) or 1,000 write capacity units (WCUs)"; on-demand tables have a default
+# maximum of 40,000 write request units per second (service quotas, ServiceQuotas.html); an item's
+# stored size carries 100 bytes of overhead for indexing (CapacityUnitCalculations.html).
+DYNAMODB_WRITE_UNIT_BYTES = 1 * KiB
+DYNAMODB_PARTITION_MAX_WRITE_UNITS_PER_SECOND = 1_000
+DYNAMODB_ON_DEMAND_TABLE_MAX_WRITE_UNITS_PER_SECOND = 40_000
+DYNAMODB_ITEM_STORAGE_OVERHEAD_BYTES = 100
