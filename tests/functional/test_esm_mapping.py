@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.kpl import theirs
 from tradestream import aws
 from tradestream.local.esm.mapping import KinesisEventSourceMapping
 from tradestream.local.hot_path import DeployedStack, deploy
@@ -214,6 +215,30 @@ def test_every_record_is_delivered_once_in_order_per_shard_in_batches_of_batch_s
     assert (stats.invocations, stats.records_delivered, stats.records_succeeded) == (9, 40, 40)
     assert (stats.function_errors, stats.on_failure_sent, stats.bisections) == (0, 0, 0)
     assert sorted(c for c in checkpoints.values() if c) == sorted([put0[-1], put1[-1]])
+
+
+def test_aggregated_records_are_delivered_as_they_are_as_lambda_does(
+    stack: DeployedStack,
+) -> None:
+    # GIVEN a KPL aggregate of three user records (made by aws-kinesis-agg) between two plain
+    # records on one shard
+    users = [("AAPL", b'{"n":0}'), ("MSFT", b'{"n":1}'), ("AAPL", b'{"n":2}')]
+    ((_, aggregate),) = theirs(users)
+    sequences = put(stack, [b"plain-1", aggregate, b"plain-2"])
+    handler = Recorder()
+
+    # WHEN the mapping delivers them
+    with running(stack, handler) as mapping:
+        assert mapping.wait_caught_up(WAIT_S)
+        stats = mapping.stats
+
+    # THEN the function gets three Kinesis records: the aggregate whole, its bytes untouched,
+    # under its own sequence number (opening it is the function's job, as on Lambda)
+    records = [r["kinesis"] for e in handler.events for r in e["Records"]]
+    assert [base64.b64decode(r["data"]) for r in records] == [b"plain-1", aggregate, b"plain-2"]
+    assert [r["sequenceNumber"] for r in records] == sequences
+    assert all(set(r) == KINESIS_KEYS for r in records)  # no sub-sequence number added
+    assert stats.records_delivered == 3
 
 
 def test_the_event_and_context_have_lambdas_exact_shape(stack: DeployedStack) -> None:

@@ -22,8 +22,10 @@ from typing import Any
 
 import pytest
 
+from tests.support.compose import wait_until
 from tests.support.fake_sagemaker import MODEL_VERSION, FakeSageMaker, prediction_for
 from tests.support.kinesis import create_stream
+from tests.support.kpl import ours, theirs, trade_records
 from tradestream import aws
 from tradestream.cfn.template import TEMPLATE_DIR, load_template, resolver_for
 from tradestream.local.firehose.delivery import FirehoseEmulation
@@ -33,6 +35,7 @@ from tradestream.local.firehose.settings import (
     delivery_stream_settings,
 )
 from tradestream.local.lambda_runtime import function_arn, load_handler
+from tradestream.local.leases import Leases, MemoryLeases
 from tradestream.readback import count_lake, object_bodies
 from tradestream.trade import RawTrade, Trade, stamp
 
@@ -124,6 +127,8 @@ def running(
     *,
     starting_position: str = "TRIM_HORIZON",
     retry_delay_s: float = 0.01,
+    leases: Leases | None = None,
+    s3: Any = None,
     **changes: Any,
 ) -> Iterator[FirehoseEmulation]:
     emulation = FirehoseEmulation(
@@ -132,7 +137,8 @@ def running(
         region="us-east-1",
         function_name="tradestream-enrich",
         kinesis=lake.kinesis,
-        s3=lake.s3,
+        s3=s3 or lake.s3,
+        leases=leases,
         starting_position=starting_position,  # type: ignore[arg-type]
         poll_interval_s=0.02,
         retry_delay_s=retry_delay_s,
@@ -161,7 +167,9 @@ def trades(
     return stamp(raws, received_ms=1_718_990_000_000)
 
 
-def put(lake: Lake, payloads: list[tuple[bytes, str]]) -> None:
+def put(lake: Lake, payloads: list[tuple[bytes, str]]) -> list[tuple[str, str]]:
+    """Put the records; (shard id, sequence number) of each."""
+    placed = []
     for start in range(0, len(payloads), 500):
         chunk = payloads[start : start + 500]
         response = lake.kinesis.put_records(
@@ -169,6 +177,8 @@ def put(lake: Lake, payloads: list[tuple[bytes, str]]) -> None:
             Records=[{"Data": data, "PartitionKey": key} for data, key in chunk],
         )
         assert response["FailedRecordCount"] == 0
+        placed += [(r["ShardId"], r["SequenceNumber"]) for r in response["Records"]]
+    return placed
 
 
 def put_trades(lake: Lake, batch: list[Trade]) -> None:
@@ -614,3 +624,100 @@ def test_a_stream_deleted_under_the_emulation_is_said_once_and_not_retried(
     assert [r.levelno for r in said] == [logging.ERROR], caplog.messages
     assert lake.stream_arn in said[0].getMessage()
     assert said[0].exc_info is None
+
+
+# --- KPL aggregates ------------------------------------------------------------------------------
+
+
+def test_aggregated_records_are_deaggregated_and_every_trade_reaches_the_lake_once(
+    lake: Lake, sagemaker: FakeSageMaker
+) -> None:
+    # GIVEN 240 trades: 120 in 12 aggregates of ours, 60 in aggregates by aws-kinesis-agg (cut at
+    # 2 KiB, so several), 60 as plain records, all on the stream
+    batch = trades(240)
+    records = trade_records(batch)
+    kinesis = [ours(records[i : i + 10]) for i in range(0, 120, 10)]
+    kinesis += theirs(records[120:180], max_bytes=2048)
+    kinesis += records[180:]
+    placed = put(lake, [(data, key) for key, data in kinesis])
+    handler, leases = enrich(), MemoryLeases()
+
+    # WHEN the delivery stream runs until everything is in S3
+    with running(lake, handler, leases=leases) as emulation:
+        assert emulation.wait_caught_up(WAIT_S, flush=True)
+        stats = emulation.stats
+
+    # THEN every trade is one line of the lake, predicted, nothing under the error prefix
+    counts = count_lake(lake.bucket, s3=lake.s3)
+    assert (counts.records, counts.distinct_ids, counts.predicted, counts.errors) == (
+        240,
+        240,
+        240,
+        0,
+    )
+    lines = [line for rows in lines_by_key(lake, "trades/").values() for line in rows]
+    assert sorted(line["id"] for line in lines) == sorted(t.id for t in batch)
+    # AND the transform saw one event record per trade, each recordId once over all events,
+    # under the trade's own partition key, every one answered
+    sent = [r for event in handler.events for r in event["records"]]
+    assert len(sent) == len({r["recordId"] for r in sent}) == 240
+    for record in sent:
+        trade = json.loads(base64.b64decode(record["data"]))
+        assert record["kinesisRecordMetadata"]["partitionKey"] == trade["s"]
+    assert handler.unanswered() == []
+    # AND Kinesis records and user records are counted apart
+    assert (stats.records_in, stats.user_records_in) == (len(kinesis), 240)
+    assert (stats.ok, stats.records_delivered) == (240, 240)
+    # AND each shard's checkpoint is its last Kinesis record, aggregates included
+    last = {shard: max(int(seq) for s, seq in placed if s == shard) for shard, _ in placed}
+    assert {shard: int(seq) for shard, seq in leases.checkpoints.items()} == last
+
+
+class _RefusingPartition:
+    """S3 refusing objects under one partition until told otherwise."""
+
+    def __init__(self, s3: Any, refused: str) -> None:
+        self._s3 = s3
+        self.refused: str | None = refused
+
+    def put_object(self, **kwargs: Any) -> Any:
+        if self.refused is not None and self.refused in kwargs["Key"]:
+            raise RuntimeError(f"S3 refuses {self.refused}")
+        return self._s3.put_object(**kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._s3, name)
+
+
+def test_the_checkpoint_moves_only_once_every_user_record_of_an_aggregate_is_in_s3(
+    lake: Lake, sagemaker: FakeSageMaker
+) -> None:
+    # GIVEN one aggregate of an AAPL and an MSFT trade, S3 refusing the MSFT partition, and
+    # buffers that are due at once
+    aapl, msft = trades(2)
+    ((shard, sequence),) = put(lake, [(ours(trade_records([aapl, msft]))[1], "AAPL")])
+    s3, leases = _RefusingPartition(lake.s3, "symbol=MSFT/"), MemoryLeases()
+    assert lake.settings.processor is not None
+    due_at_once = {
+        "processor": replace(lake.settings.processor, buffer_interval_s=0),
+        "buffer_interval_s": 0,
+    }
+
+    with running(lake, enrich(), leases=leases, s3=s3, **due_at_once) as emulation:
+        # WHEN the AAPL trade's object is written and the MSFT one's is refused
+        assert wait_until(
+            lambda: keys(lake, "trades/symbol=AAPL/") and emulation.stats.put_failures > 0,
+            WAIT_S,
+            interval_s=0.02,
+        )
+        # THEN nothing is checkpointed: the aggregate is not done while one record is not in S3
+        assert leases.checkpoints == {}
+
+        # WHEN S3 takes the MSFT partition too
+        s3.refused = None
+        assert emulation.wait_caught_up(WAIT_S, flush=True)
+
+    # THEN the checkpoint is the aggregate, and each trade is in the lake once
+    assert leases.checkpoints == {shard: sequence}
+    lines = [line for rows in lines_by_key(lake, "trades/").values() for line in rows]
+    assert sorted(line["id"] for line in lines) == sorted([aapl.id, msft.id])

@@ -5,10 +5,12 @@ from __future__ import annotations
 import base64
 import json
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from tests.support.kpl import corrupt_aggregate, theirs
 from tradestream.limits import LAMBDA_SYNC_INVOKE_MAX_PAYLOAD_BYTES as MAX_PAYLOAD_BYTES
 from tradestream.local.firehose.events import (
     DUPLICATED_RECORD_ID,
@@ -28,6 +30,7 @@ from tradestream.local.firehose.events import (
 )
 from tradestream.local.lambda_runtime import records_within_payload
 
+EVENTS = Path(__file__).parents[1] / "events"
 SOURCE = DeliveryStreamSource(
     delivery_stream_arn="arn:aws:firehose:us-east-1:123456789012:deliverystream/lake",
     source_stream_arn="arn:aws:kinesis:us-east-1:123456789012:stream/trades",
@@ -42,7 +45,8 @@ def record(n: int, data: bytes = b"{}") -> SourceRecord:
         "Data": data,
         "ApproximateArrivalTimestamp": datetime(2024, 6, 20, 10, 0, 0, 163000, tzinfo=UTC),
     }
-    return from_get_records("shardId-000000000001", raw)
+    (read,) = from_get_records("shardId-000000000001", raw)
+    return read
 
 
 def b64(data: bytes) -> str:
@@ -233,7 +237,77 @@ def test_record_ids_are_unique_across_shards_even_when_sequence_numbers_repeat()
         "PartitionKey": "AAPL",
     }
     # WHEN Firehose reads one from each
-    first = from_get_records("shardId-000000000000", raw)
-    second = from_get_records("shardId-000000000001", raw)
+    (first,) = from_get_records("shardId-000000000000", raw)
+    (second,) = from_get_records("shardId-000000000001", raw)
     # THEN their recordIds differ, so the function answers each of them
     assert first.record_id != second.record_id
+
+
+# --- KPL aggregates ----------------------------------------------------------------------------
+
+
+def _get_records_entry(data: bytes, partition_key: str = "AAPL") -> dict[str, Any]:
+    return {
+        "SequenceNumber": "49654263013845209432479583210495063582461049102541406210",
+        "PartitionKey": partition_key,
+        "Data": data,
+        "ApproximateArrivalTimestamp": datetime(2024, 6, 20, 10, 0, 0, 163000, tzinfo=UTC),
+    }
+
+
+def test_an_aggregate_is_one_event_record_per_user_record_as_firehose_sends_them() -> None:
+    # GIVEN a KPL aggregate of three user records under two partition keys (made by
+    # aws-kinesis-agg, as a KPL-format producer writes it)
+    users = [("AAPL", b'{"n":0}'), ("MSFT", b'{"n":1}'), ("AAPL", b'{"n":2}')]
+    ((key, data),) = theirs(users)
+
+    # WHEN Firehose reads it and builds the transformation event
+    read = from_get_records("shardId-000000000001", _get_records_entry(data, key))
+    event = transformation_event(read, SOURCE, "inv-1")
+
+    # THEN each user record is one event record: its own data, partition key and subsequence
+    # number, the aggregate's sequence number and arrival time, a recordId of its own
+    entries = event["records"]
+    assert [base64.b64decode(e["data"]) for e in entries] == [d for _, d in users]
+    metadata = [e["kinesisRecordMetadata"] for e in entries]
+    assert [(m["partitionKey"], m["subsequenceNumber"]) for m in metadata] == [
+        ("AAPL", 0),
+        ("MSFT", 1),
+        ("AAPL", 2),
+    ]
+    assert {m["sequenceNumber"] for m in metadata} == {read[0].sequence_number}
+    assert {e["approximateArrivalTimestamp"] for e in entries} == {1718877600163}
+    assert len({e["recordId"] for e in entries}) == 3
+    # AND an answer naming every recordId is read back per user record
+    outcomes = read_transformation_response({"records": [answer(source) for source in read]}, read)
+    assert not isinstance(outcomes, BatchFailure)
+    assert [o.record.subsequence_number for o in outcomes] == [0, 1, 2]
+
+
+def test_the_aggregated_sample_has_awss_keys_and_types_record_for_record() -> None:
+    # GIVEN AWS's sample of a Kinesis-sourced event and the sample of aggregated records
+    aws_sample = json.loads((EVENTS / "firehose_enrich_batch.json").read_text())
+    aggregated = json.loads((EVENTS / "firehose_enrich_aggregated.json").read_text())
+
+    # THEN every record of the aggregated one has AWS's keys, in order, with AWS's types
+    def shape(entry: dict[str, Any]) -> list[tuple[str, type]]:
+        metadata = entry["kinesisRecordMetadata"]
+        return [(k, type(v)) for k, v in entry.items()] + [
+            (k, type(v)) for k, v in metadata.items()
+        ]
+
+    (expected,) = {tuple(shape(e)) for e in aws_sample["records"]}
+    assert {tuple(shape(e)) for e in aggregated["records"]} == {expected}
+    # AND it holds 8 user records of 3 Kinesis records, recordIds unique
+    records = aggregated["records"]
+    assert len(records) == 8
+    assert len({r["kinesisRecordMetadata"]["sequenceNumber"] for r in records}) == 3
+    assert len({r["recordId"] for r in records}) == 8
+
+
+def test_a_corrupt_aggregate_goes_to_the_transform_as_the_one_record_it_is() -> None:
+    # GIVEN the KPL magic and digest around a message that does not parse
+    (read,) = from_get_records("shardId-000000000001", _get_records_entry(corrupt_aggregate()))
+
+    # THEN it is handed over whole, for the transform to fail into the error prefix
+    assert (read.data, read.subsequence_number) == (corrupt_aggregate(), 0)

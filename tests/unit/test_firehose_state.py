@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from tradestream import kpl
 from tradestream.local.firehose.events import SourceRecord, from_get_records
 from tradestream.local.firehose.state import (
     DestinationBuffers,
@@ -22,7 +23,8 @@ def record(n: int, size: int, sequence: str | None = None) -> SourceRecord:
         "Data": b"x" * size,
         "ApproximateArrivalTimestamp": datetime(2024, 6, 20, tzinfo=UTC),
     }
-    return from_get_records("shardId-000000000000", raw)
+    (read,) = from_get_records("shardId-000000000000", raw)
+    return read
 
 
 def test_the_processor_buffer_is_due_at_its_size_at_its_interval_or_when_forced() -> None:
@@ -128,7 +130,7 @@ def test_the_checkpoint_is_the_last_record_of_the_done_prefix() -> None:
     # THEN once the records before them are done, it moves over every done one in read order
     assert shard.finish(["1", "2"]) == "3"
     assert shard.finish(["4"]) == "5"
-    assert (shard.checkpoint, list(shard.unfinished), shard.done) == ("5", [], {})
+    assert (shard.checkpoint, list(shard.unfinished), shard.pending) == ("5", [], {})
 
 
 def test_records_of_a_replaced_cursor_do_not_move_the_checkpoint() -> None:
@@ -140,4 +142,29 @@ def test_records_of_a_replaced_cursor_do_not_move_the_checkpoint() -> None:
     assert shard.finish(["5", "6", "8"]) is None
 
     # THEN the checkpoint waits for 7, and nothing unknown is remembered
-    assert (shard.checkpoint, set(shard.done)) == ("6", {"7", "8"})
+    assert (shard.checkpoint, set(shard.pending)) == ("6", {"7", "8"})
+
+
+def test_an_aggregate_is_done_only_when_every_one_of_its_user_records_is() -> None:
+    # GIVEN an aggregate "1" of three user records, then plain records "2" and "3"
+    shard = FirehoseShard("shardId-000000000000")
+    aggregate = kpl.aggregate([("AAPL", b"a"), ("MSFT", b"m"), ("AAPL", b"b")])
+    raw = {
+        "SequenceNumber": "1",
+        "PartitionKey": "AAPL",
+        "Data": aggregate,
+        "ApproximateArrivalTimestamp": datetime(2024, 6, 20, tzinfo=UTC),
+    }
+    users = from_get_records("shardId-000000000000", raw)
+    assert len(users) == 3
+    shard.read(users)
+    _read(shard, "2", "3")
+
+    # WHEN the plain ones and two of the aggregate's (AAPL's partition) reach S3
+    # THEN the checkpoint stays before the aggregate, waiting for its MSFT record
+    assert shard.finish(["2", "1", "1", "3"]) is None
+    assert (shard.checkpoint, shard.pending) == (None, {"1": 1, "2": 0, "3": 0})
+
+    # AND once that one is in S3 too, it moves over the aggregate and past the rest
+    assert shard.finish(["1"]) == "3"
+    assert (shard.checkpoint, list(shard.unfinished), shard.pending) == ("3", [], {})

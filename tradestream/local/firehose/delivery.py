@@ -7,10 +7,16 @@ Emulated, driven by ``DeliveryStreamSettings`` (read from the template by
 - one poller thread per shard (GetShardIterator / GetRecords through boto3), polling again at once
   while a shard has a backlog and every ``poll_interval_s`` at its tip; shards created after
   ``start()`` are found by a periodic ListShards and read from TRIM_HORIZON;
+- KPL de-aggregation before the transform, as Firehose does for a Kinesis source: an aggregated
+  record (``tradestream.kpl``) becomes one event record per user record, each with its own
+  recordId, partition key and subsequenceNumber (``firehose_events``); every later stage (the
+  buffers, the answer, S3, the error prefix, the counters but ``records_in`` / ``bytes_in``)
+  works on user records;
 - checkpoints per shard, durable in the lease table when ``leases`` is a ``DynamoDBLeases``
   (``tradestream.local.leases``): a record is checkpointed once the object holding it is in S3
-  (or in the error prefix), so a crash loses nothing and a restart re-sends at most what was
-  written after the slowest partition's buffer opened (about one buffer interval's worth); a
+  (or in the error prefix), an aggregate once all its user records are (data or error prefix, or
+  Dropped), so a crash loses nothing and a restart re-sends at most what was written after the
+  slowest partition's buffer opened (about one buffer interval's worth, aggregates whole); a
   lease per shard keeps two runtimes from both delivering a shard;
 - where a shard starts: after its checkpoint; with none, at TRIM_HORIZON by default. AWS's
   delivery stream starts reading when it is created, with the stack; the emulation starts when
@@ -40,7 +46,8 @@ Not emulated:
   the function's concurrency and throttling, GetRecords throttling, CloudWatch logs and metrics
   (DataFreshness among them; the counters are Prometheus');
 - source record backup, data format conversion, other processors (the reader refuses them),
-  KPL de-aggregation (every record has subsequence 0), jq partitioning (partitionKeyFromQuery);
+  jq partitioning (partitionKeyFromQuery); what Firehose does with a corrupt KPL aggregate (here
+  it is handed to the transform as one record, which fails it into the error prefix);
 - the 500 active partitions limit, the 512-character limit on evaluated prefixes, the
   DynamicPartitioning RetryOptions, and S3 delivery's 24-hour retry window;
 - the delivery stream version in object names is always 1;
@@ -335,17 +342,20 @@ class FirehoseEmulation(KinesisConsumer[FirehoseShard]):
             return self._processor.size >= self._max_buffered_bytes
 
     def _fetch(self, shard: FirehoseShard) -> tuple[int, int]:
-        def buffer(records: list[SourceRecord]) -> None:
+        def buffer(read: list[tuple[int, list[SourceRecord]]]) -> None:
+            records = [record for _, users in read for record in users]
             if records:
                 shard.read(records)
                 self._processor.add(records, time.monotonic())
-                self._stats.records_in += len(records)
-                self._stats.bytes_in += sum(len(record.data) for record in records)
+                self._stats.records_in += len(read)
+                self._stats.bytes_in += sum(size for size, _ in read)
+                self._stats.user_records_in += len(records)
 
         fetched = self._readers.fetch(
             shard,
             limit=_GET_RECORDS_LIMIT,
-            convert=lambda raw: from_get_records(shard.shard_id, raw),
+            # (the Kinesis record's size, its user records): deaggregated outside the lock
+            convert=lambda raw: (len(raw["Data"]), from_get_records(shard.shard_id, raw)),
             then=buffer,
         )
         if fetched.records:

@@ -1,5 +1,9 @@
 """The shapes the Firehose emulation exchanges with the transform function and writes to S3.
 
+- the records of the transformation event: a Kinesis record read from the source is opened into
+  its user records first when it is a KPL aggregate (``tradestream.kpl``), as Firehose does for a
+  Kinesis source; each user record is one event record with its own ``recordId``, its own
+  partition key, the aggregate's sequence number and arrival time, and its subsequence number;
 - the transformation event, exactly AWS's keys and types for a Kinesis-sourced delivery stream;
 - the function's response, checked as Firehose checks it (every recordId answered exactly once,
   a valid result, base64 data for Ok, partition keys when the prefix needs them);
@@ -18,6 +22,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any, Literal
 
+from tradestream.kpl import AggregateFormatError, UserRecord, deaggregate
 from tradestream.limits import FIREHOSE_TRANSFORM_MAX_PAYLOAD_BYTES
 
 RESULTS = ("Ok", "Dropped", "ProcessingFailed")
@@ -58,33 +63,54 @@ EVENT_ENVELOPE_BYTES = 512  # invocationId, the three ARNs and region, generousl
 
 @dataclass(frozen=True)
 class SourceRecord:
-    """One Kinesis record as Firehose read it, plus its size inside a transformation event."""
+    """One user record as Firehose read it (a Kinesis record, or one record of a KPL aggregate),
+    plus its size inside a transformation event."""
 
     record_id: str
     shard_id: str
-    sequence_number: str
-    partition_key: str
+    sequence_number: str  # the Kinesis record's: an aggregate's user records share it
+    partition_key: str  # the user record's own
     data: bytes
     arrival_ms: int  # the Kinesis ApproximateArrivalTimestamp, epoch ms
+    subsequence_number: int = 0  # its position in the aggregate; 0 for a plain record
     event_bytes: int = field(default=0, compare=False)
 
 
-def from_get_records(shard_id: str, raw: Mapping[str, Any]) -> SourceRecord:
-    """Turn one boto3 GetRecords entry into a SourceRecord, measuring its event size once."""
+def from_get_records(shard_id: str, raw: Mapping[str, Any]) -> list[SourceRecord]:
+    """The records one boto3 GetRecords entry gives the transform, each measured once for its
+    event size: a KPL aggregate's user records in order, any other record as itself.
+
+    A corrupt aggregate (the KPL magic and digest, a message that does not parse) goes to the
+    transform as the one record it is, so it fails there and is kept under the error prefix
+    rather than lost; what Firehose itself does with one is not documented.
+    """
     arrival = raw["ApproximateArrivalTimestamp"]
     seconds = arrival.timestamp() if isinstance(arrival, datetime) else float(arrival)
     sequence = str(raw["SequenceNumber"])
+    partition_key = str(raw["PartitionKey"])
+    data = bytes(raw["Data"])
+    try:
+        users = deaggregate(data, partition_key)
+    except AggregateFormatError:
+        users = [UserRecord(partition_key, data)]
+    arrival_ms = round(seconds * 1000)
+    return [_source_record(shard_id, sequence, arrival_ms, user) for user in users]
+
+
+def _source_record(shard_id: str, sequence: str, arrival_ms: int, user: UserRecord) -> SourceRecord:
     record = SourceRecord(
-        # Opaque to the function; unique per (shard, record, sub-record of a KPL aggregate, here 0).
+        # Opaque to the function; unique per (shard, record, user record of a KPL aggregate).
         # The shard is part of it because sequence numbers need not be unique across shards
-        # (moto numbers each shard from 1), and a repeated recordId makes the function answer
+        # (moto numbers each shard from 1), and the subsequence number because an aggregate's
+        # user records share its sequence number: a repeated recordId makes the function answer
         # only once for two records.
-        record_id=f"{shard_id.rsplit('-', 1)[-1]:0>12}{sequence}{0:012d}",
+        record_id=f"{shard_id.rsplit('-', 1)[-1]:0>12}{sequence}{user.sub_sequence_number:012d}",
         shard_id=shard_id,
         sequence_number=sequence,
-        partition_key=str(raw["PartitionKey"]),
-        data=bytes(raw["Data"]),
-        arrival_ms=round(seconds * 1000),
+        partition_key=user.partition_key,
+        data=user.data,
+        arrival_ms=arrival_ms,
+        subsequence_number=user.sub_sequence_number,
     )
     size = len(_dumps(event_record(record))) + 1  # + the separating comma
     return replace(record, event_bytes=size)
@@ -100,7 +126,7 @@ def event_record(record: SourceRecord) -> dict[str, Any]:
             "partitionKey": record.partition_key,
             "approximateArrivalTimestamp": record.arrival_ms,
             "sequenceNumber": record.sequence_number,
-            "subsequenceNumber": 0,
+            "subsequenceNumber": record.subsequence_number,
         },
     }
 

@@ -4,11 +4,15 @@ Two stages of buffering, as in Firehose: the processor buffer gathers source rec
 Lambda processor's BufferSizeInMBs or BufferIntervalInSeconds (then one invocation, capped at
 Lambda's 6 MB request); the destination buffers, one per partition (the evaluated partition keys;
 a single one without dynamic partitioning), gather transformed data until the S3 BufferingHints
-size or interval (then one object). Where the stream is read per shard is ``FirehoseShard``: the
-shared ``ShardCursor`` plus the records read and not yet done, whose done prefix is the
-checkpoint. A record is done once the object holding it is in S3 (data or error prefix), or it
-was Dropped; partitions fill at different rates, so the checkpoint waits for the slowest buffer
-holding a record of the shard, and a crash re-sends at most what was written since.
+size or interval (then one object). The buffers hold user records (``SourceRecord``: a KPL
+aggregate's records one by one, a plain Kinesis record as itself). Where the stream is read per
+shard is ``FirehoseShard``: the shared ``ShardCursor`` plus the Kinesis records read and not yet
+done, whose done prefix is the checkpoint. A user record is done once the object holding it is in
+S3 (data or error prefix), or it was Dropped; a Kinesis record is done once all its user records
+are, wherever each went (an aggregate's records land in different partitions, objects and
+invocations). Partitions fill at different rates, so the checkpoint waits for the slowest buffer
+holding a record of the shard, and a crash re-sends at most what was written since (an aggregate
+whole: a checkpoint never falls inside one).
 
 No I/O and no threads here: the adapter (``delivery.py``) polls, invokes and writes, and calls in
 here holding its lock.
@@ -25,30 +29,37 @@ from tradestream.local.kinesis_consumer import ShardCursor
 from tradestream.local.lambda_runtime import records_within_payload
 
 PartitionKey = tuple[tuple[str, str], ...]  # ((name, value), ...) in the prefix's order
-RecordRef = tuple[str, str]  # (shard id, sequence number): what a buffered record came from
+# (shard id, sequence number): the Kinesis record a buffered user record came from
+RecordRef = tuple[str, str]
 
 
 @dataclass
 class FirehoseShard(ShardCursor):
-    """One shard as the delivery stream reads it: the cursor, and its records not yet done."""
+    """One shard as the delivery stream reads it: the cursor, and its Kinesis records not yet
+    done, each with the number of its user records still to be done."""
 
     unfinished: deque[str] = field(default_factory=deque)  # sequence numbers, in read order
-    done: dict[str, bool] = field(default_factory=dict)  # every unfinished one: is it done?
+    pending: dict[str, int] = field(default_factory=dict)  # every unfinished one: records left
 
     def read(self, records: Iterable[SourceRecord]) -> None:
+        """Remember user records read, in order (an aggregate's come one after another)."""
         for record in records:
-            self.unfinished.append(record.sequence_number)
-            self.done[record.sequence_number] = False
+            sequence_number = record.sequence_number
+            if sequence_number not in self.pending:
+                self.unfinished.append(sequence_number)
+                self.pending[sequence_number] = 0
+            self.pending[sequence_number] += 1
 
     def finish(self, sequence_numbers: Iterable[str]) -> str | None:
-        """Mark records done; the new checkpoint when the done prefix grew."""
+        """Mark user records done, one sequence number each (an aggregate's repeat theirs); the
+        new checkpoint when the done prefix of Kinesis records grew."""
         for sequence_number in sequence_numbers:
-            if sequence_number in self.done:  # else read by a cursor this one replaced
-                self.done[sequence_number] = True
+            if sequence_number in self.pending:  # else read by a cursor this one replaced
+                self.pending[sequence_number] -= 1
         moved = None
-        while self.unfinished and self.done[self.unfinished[0]]:
+        while self.unfinished and self.pending[self.unfinished[0]] <= 0:
             moved = self.unfinished.popleft()
-            del self.done[moved]
+            del self.pending[moved]
         if moved is not None:
             self.checkpoint = moved
         return moved
@@ -166,8 +177,12 @@ class DestinationBuffers:
 
 @dataclass
 class FirehoseStats:
-    records_in: int = 0  # records read from the source stream
-    bytes_in: int = 0
+    """The delivery stream's counters. ``records_in`` and ``bytes_in`` count Kinesis records (an
+    aggregate once); every other record count is of user records (an aggregate's, one by one)."""
+
+    records_in: int = 0  # Kinesis records read from the source stream
+    bytes_in: int = 0  # their data, as stored in the stream
+    user_records_in: int = 0  # the user records in them: records_in plus what aggregates add
     invocations: int = 0  # transform attempts, retries included
     records_invoked: int = 0  # records handed to the transform, retries included
     invocation_failures: int = 0  # attempts that failed as a whole (error, timeout, bad answer)
