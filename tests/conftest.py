@@ -16,7 +16,10 @@ pytest_plugins = ["tests.support.hotstore"]
 
 @pytest.fixture(scope="session")
 def moto() -> Iterator[MotoHandle]:
-    handle = start_moto()
+    # Without Kinesis' per-shard write limits: many tests put bursts with plain boto3 and assert
+    # on the immediate answers. tests/functional/test_shard_limits.py runs a server with them,
+    # and every embedded stack that starts its own moto server (the CLI's demo and up) has them.
+    handle = start_moto(shard_limits=False)
     yield handle
     handle.stop()
 

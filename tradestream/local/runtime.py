@@ -206,7 +206,7 @@ def embedded_stack(
         moto: MotoHandle | None = None
         endpoint = os.environ.get("AWS_ENDPOINT_URL")
         if not endpoint:
-            moto = start_moto()
+            moto = start_moto(shard_limits=settings.shard_limits)
             cleanup.callback(moto.stop)
             endpoint = moto.url
         _use_endpoint(endpoint)

@@ -36,6 +36,12 @@ class LocalSettings(BaseSettings):
     # KCL's default failover time.
     lease_duration_seconds: float = Field(default=10.0, gt=0, le=600)
 
+    # AWS's per-shard write limits (1,000 records/s and 1 MiB/s) on the embedded Kinesis, so a
+    # local run is throttled where AWS would throttle it (``tradestream.local.shard_limits``).
+    # Only the moto server the embedded stack starts itself enforces them; another endpoint
+    # (LocalStack, a moto server run separately, AWS) has its own behaviour.
+    shard_limits: bool = True
+
     # The runtime's Prometheus metrics (``tradestream.local.metrics.start_metrics``); unset: not
     # served, 0: a free port. Loopback by default (/metrics has no authentication); a container
     # scraped from outside sets RUNTIME_METRICS_HOST=0.0.0.0.
