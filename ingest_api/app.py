@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException
 from starlette.routing import BaseRoute, Match
 
 from tradestream import aws
+from tradestream.aggregation import ShardRouter
 
 from .batcher import BatchPolicy, KinesisBatcher
 from .deps import IngestState
@@ -130,6 +131,8 @@ def create_app(
                 settings.stream_name,
                 BatchPolicy.from_settings(settings),
                 metrics=state.metrics,
+                # ListShards through the SDK client: it is called once, and again on resharding.
+                shards=ShardRouter(client, settings.stream_name) if settings.aggregation else None,
             )
             batcher.start()
             state.kinesis, state.batcher = client, batcher

@@ -5,10 +5,13 @@ every record of that request or when the retry budget for it ran out; the outcom
 that are durable. Records queue in arrival order; a call leaves when 500 records or 5 MiB are
 queued, or when the oldest queued record has lingered ``linger`` seconds, and at most
 ``concurrency`` calls are in flight, so under load the queue grows while calls are out and the next
-call carries more. Entries Kinesis refuses (per-entry ``ErrorCode`` or a failed call) are sent
-again, and only they, after exponential backoff with full jitter, when ``tradestream.retry`` says
-another attempt may succeed (the others fail at once). Memory is bounded: beyond
-``max_buffered`` unsettled records ``put`` refuses at once instead of queueing.
+call carries more. With aggregation (AGGREGATION=true) the records of a call are packed into KPL
+aggregated records per shard (``tradestream.aggregation``); a request then shares Kinesis records,
+not only calls, with others, and its trades are durable when the aggregates holding them are.
+Entries Kinesis refuses (per-entry ``ErrorCode`` or a failed call) are sent again, and only they,
+whole (an aggregate as the same bytes), after exponential backoff with full jitter, when
+``tradestream.retry`` says another attempt may succeed (the others fail at once). Memory is
+bounded: beyond ``max_buffered`` unsettled records ``put`` refuses at once instead of queueing.
 
 Single event loop; no locks. Not handled here: ordering per partition key across retries (a
 resent record lands after later ones, as with any PutRecords retry; consumers order by ``t``).
@@ -24,6 +27,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from tradestream import kinesis
+from tradestream.aggregation import (
+    AGGREGATION_DEFAULT,
+    AGGREGATION_DEFAULT_MAX_BYTES,
+    KinesisRecord,
+    Packer,
+    ShardRouter,
+)
 from tradestream.kinesis import AnswerMismatchError, Backlog, BatchLimits, PutRecordsClient
 from tradestream.limits import KINESIS_PUT_RECORDS_MAX_BYTES, KINESIS_PUT_RECORDS_MAX_RECORDS
 from tradestream.retry import Backoff, RetryBudget, error_code, is_retryable_code, is_transient
@@ -62,6 +72,8 @@ class BatchPolicy:
     call_timeout: float = 5.0
     max_records: int = KINESIS_PUT_RECORDS_MAX_RECORDS
     max_bytes: int = KINESIS_PUT_RECORDS_MAX_BYTES
+    aggregation: bool = AGGREGATION_DEFAULT
+    aggregation_max_bytes: int = AGGREGATION_DEFAULT_MAX_BYTES
 
     @classmethod
     def from_settings(cls, settings: IngestSettings) -> BatchPolicy:
@@ -74,6 +86,8 @@ class BatchPolicy:
             backoff_max=settings.put_backoff_max_ms / 1000,
             request_timeout=settings.put_timeout_seconds,
             call_timeout=settings.kinesis_call_timeout_seconds,
+            aggregation=settings.aggregation,
+            aggregation_max_bytes=settings.aggregation_max_bytes,
         )
 
 
@@ -107,13 +121,22 @@ class _Ticket:
 
 @dataclass(eq=False, slots=True)
 class _Entry:
+    """One trade of a request, waiting or inside a Kinesis record of a call."""
+
     ticket: _Ticket
     index: int
     data: bytes
     key: str
     size: int
     enqueued: float
-    attempts: int = 0
+
+
+_Record = KinesisRecord[_Entry]
+
+
+def _wanted(entry: _Entry) -> bool:
+    """Whether a waiting trade is still worth sending: its request has not given up."""
+    return not entry.ticket.abandoned
 
 
 class KinesisBatcher:
@@ -125,7 +148,10 @@ class KinesisBatcher:
         *,
         metrics: Metrics | None = None,
         rng: random.Random | None = None,
+        shards: ShardRouter | None = None,
     ) -> None:
+        """``shards`` (with ``policy.aggregation``) groups aggregates per shard; without it they
+        are grouped per partition key."""
         self.client = client
         self.stream_name = stream_name
         self.policy = policy or BatchPolicy()
@@ -136,7 +162,12 @@ class KinesisBatcher:
             # Jitter only, not security.
             Backoff(self.policy.backoff_base, self.policy.backoff_max, rng or random.Random()),
         )
+        self._packer: Packer[_Entry] = Packer(
+            self.policy.aggregation_max_bytes if self.policy.aggregation else None, shards
+        )
         self._backlog: Backlog[_Entry] = Backlog()
+        # Kinesis records refused and due again: they go first, whole, before new trades.
+        self._resends: Backlog[_Record] = Backlog()
         self._buffered = 0
         self._tickets: set[_Ticket] = set()
         self._wakeup = asyncio.Event()
@@ -217,7 +248,7 @@ class KinesisBatcher:
         self.metrics.buffered.set(self._buffered)
         self._drained.clear()
         self._wakeup.set()
-        if self._backlog.full(self._limits):
+        if self._packer.ready(self._backlog, self._limits):
             self._batch_ready.set()
         # One timer per request (cheaper than asyncio.timeout around the await). If the client
         # goes away, the await cancels the future; its records still go out and settle as usual.
@@ -228,12 +259,13 @@ class KinesisBatcher:
 
     async def _run(self) -> None:
         while True:
-            if not self._backlog.entries:
+            if not self._backlog.entries and not self._resends.entries:
                 self._wakeup.clear()
                 await self._wakeup.wait()
                 continue
             await self._linger()
             await self._slots.acquire()
+            await self._packer.prepare()
             batch = self._take()
             if not batch:
                 self._slots.release()
@@ -244,7 +276,11 @@ class KinesisBatcher:
 
     async def _linger(self) -> None:
         """Give concurrent requests a moment to join the oldest queued record's call."""
-        if self._closing or self._backlog.full(self._limits):
+        if (
+            self._closing
+            or self._resends.entries
+            or self._packer.ready(self._backlog, self._limits)
+        ):
             return
         wait = self._backlog.entries[0].enqueued + self.policy.linger - time.monotonic()
         if wait <= 0:
@@ -256,17 +292,20 @@ class KinesisBatcher:
         except TimeoutError:
             pass
 
-    def _take(self) -> list[_Entry]:
-        batch = self._backlog.take(self._limits)
-        live = [e for e in batch if not e.ticket.abandoned]
-        if len(live) < len(batch):
-            for entry in batch:
-                if entry.ticket.abandoned:
-                    self._settle(entry, ok=False)
+    def _take(self) -> list[_Record]:
+        """Resends first, then new trades packed into Kinesis records, up to the limits; trades
+        whose requests gave up are settled, not sent."""
+        resends = self._resends.take(self._limits)
+        batch = [r for r in resends if any(map(_wanted, r.users))]
+        given_up = [e for r in resends for e in r.users if not _wanted(e)]
+        batch, dropped = self._packer.pack(self._backlog, self._limits, batch, _wanted)
+        if given_up or dropped:
+            for entry in (*given_up, *dropped):
+                self._settle(entry, ok=False)
             self.metrics.buffered.set(self._buffered)
-        return live
+        return batch
 
-    async def _send(self, batch: list[_Entry]) -> None:
+    async def _send(self, batch: list[_Record]) -> None:
         metrics = self.metrics
         try:
             metrics.batch_size.observe(len(batch))
@@ -290,7 +329,7 @@ class KinesisBatcher:
         finally:
             self._slots.release()
 
-    def _apply(self, batch: list[_Entry], response: dict[str, Any]) -> None:
+    def _apply(self, batch: list[_Record], response: dict[str, Any]) -> None:
         try:
             accepted, refused = kinesis.split_answer(batch, response)
         except AnswerMismatchError as exc:
@@ -298,42 +337,50 @@ class KinesisBatcher:
             self.metrics.put_calls.labels("error").inc()
             self._retry_or_fail(batch, retryable=True)
             return
+        self._packer.answered(batch, response)
         self._settle_accepted(accepted)
         self.metrics.put_calls.labels("partial" if refused else "ok").inc()
         if refused:
-            retry = [entry for entry, code in refused if is_retryable_code(code)]
-            fatal = [entry for entry, code in refused if not is_retryable_code(code)]
+            retry = [record for record, code in refused if is_retryable_code(code)]
+            fatal = [record for record, code in refused if not is_retryable_code(code)]
             if fatal:
                 self._retry_or_fail(fatal, retryable=False)
             if retry:
                 self._retry_or_fail(retry, retryable=True)
 
-    def _retry_or_fail(self, entries: list[_Entry], *, retryable: bool) -> None:
-        # One wait for the group, sized by its most-tried entry: the backoff grows per retry.
-        delay = self._budget.delay(1 + max(e.attempts for e in entries))
+    def _retry_or_fail(self, records: Sequence[_Record], *, retryable: bool) -> None:
+        # One wait for the group, sized by its most-tried record: the backoff grows per retry.
+        delay = self._budget.delay(1 + max(r.attempts for r in records))
         resend_at = time.monotonic() + delay
-        again: list[_Entry] = []
-        for entry in entries:
-            entry.attempts += 1
-            if (
-                retryable
-                and self._budget.allows(entry.attempts)
-                and resend_at < entry.ticket.deadline
-                and not entry.ticket.abandoned
-            ):
-                again.append(entry)
+        again: list[_Record] = []
+        for record in records:
+            record.attempts += 1
+            wanted = False
+            if retryable and self._budget.allows(record.attempts):
+                # An aggregate goes again whole while one of its requests still waits for it;
+                # trades of requests that cannot wait that long are failed now (their requests
+                # are answered with what is durable), though they ride along.
+                for entry in record.users:
+                    if resend_at < entry.ticket.deadline and not entry.ticket.abandoned:
+                        wanted = True
+                    else:
+                        self._settle(entry, ok=False)
+            if wanted:
+                again.append(record)
             else:
-                self._settle(entry, ok=False)
+                for entry in record.users:
+                    self._settle(entry, ok=False)
         self.metrics.buffered.set(self._buffered)
         if again:
             self.metrics.put_retries.inc(len(again))
+            self.metrics.trades_retried.inc(sum(len(r.users) for r in again))
             loop = asyncio.get_running_loop()
             timer: asyncio.TimerHandle | None = None
 
             def requeue() -> None:
                 if timer is not None:
                     self._timers.discard(timer)
-                self._backlog.push_front(again)
+                self._resends.extend(again)
                 self._wakeup.set()
                 self._batch_ready.set()
 
@@ -342,20 +389,28 @@ class KinesisBatcher:
 
     # -- bookkeeping ------------------------------------------------------------------------
 
-    def _settle_accepted(self, batch: Sequence[_Entry]) -> None:
-        """``_settle(entry, ok=True)`` for many entries, in one pass (500 calls cost ~0.5 ms)."""
-        settled = 0
-        for entry in batch:
-            ticket = entry.ticket
-            if ticket.status[entry.index] == _PENDING:
-                ticket.status[entry.index] = _ACCEPTED
-                ticket.remaining -= 1
-                settled += 1
-                if ticket.remaining == 0:
-                    self._finish(ticket)
+    def _settle_accepted(self, batch: Sequence[_Record]) -> None:
+        """``_settle(entry, ok=True)`` for the trades of many Kinesis records, in one pass (500
+        calls cost ~0.5 ms)."""
+        settled = trades = aggregates = 0
+        for record in batch:
+            users = record.users
+            trades += len(users)
+            aggregates += len(users) > 1
+            for entry in users:
+                ticket = entry.ticket
+                if ticket.status[entry.index] == _PENDING:
+                    ticket.status[entry.index] = _ACCEPTED
+                    ticket.remaining -= 1
+                    settled += 1
+                    if ticket.remaining == 0:
+                        self._finish(ticket)
         self._buffered -= settled
         metrics = self.metrics
-        metrics.trades_accepted.inc(len(batch))
+        metrics.trades_accepted.inc(trades)
+        metrics.kinesis_records_put.inc(len(batch))
+        if aggregates:
+            metrics.aggregates_put.inc(aggregates)
         metrics.buffered.set(self._buffered)
         if self._buffered == 0:
             self._drained.set()

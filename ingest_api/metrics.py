@@ -67,11 +67,29 @@ class Metrics:
             registry=r,
         )
         self.put_retries = Counter(
-            "ingest_kinesis_entries_retried", "PutRecords entries sent again.", registry=r
+            "ingest_kinesis_entries_retried",
+            "PutRecords entries (Kinesis records) sent again.",
+            registry=r,
+        )
+        self.trades_retried = Counter(
+            "ingest_trades_retried",
+            "Trades sent again, in a Kinesis record resent (one per entry without aggregation).",
+            registry=r,
+        )
+        # Trades and Kinesis records apart: with AGGREGATION=true one record carries many trades.
+        self.kinesis_records_put = Counter(
+            "ingest_kinesis_records_put",
+            "Kinesis records accepted: aggregates and plain records.",
+            registry=r,
+        )
+        self.aggregates_put = Counter(
+            "ingest_kinesis_aggregates_put",
+            "KPL aggregated records accepted (each carries two trades or more).",
+            registry=r,
         )
         self.batch_size = Histogram(
             "ingest_kinesis_batch_records",
-            "Records per PutRecords call.",
+            "Kinesis records per PutRecords call.",
             buckets=BATCH_BUCKETS,
             registry=r,
         )

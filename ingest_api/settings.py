@@ -11,6 +11,12 @@ from typing import Literal, Self
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from tradestream.aggregation import (
+    AGGREGATION_DEFAULT,
+    AGGREGATION_DEFAULT_MAX_BYTES,
+    AGGREGATION_MAX_MAX_BYTES,
+    AGGREGATION_MIN_MAX_BYTES,
+)
 from tradestream.limits import MiB
 
 
@@ -59,6 +65,23 @@ class IngestSettings(BaseSettings):
     # How PutRecords calls are made: "direct" builds and reads the two-field JSON itself, signed
     # by botocore (put_records.py); "sdk" is the aiobotocore client, ~3x the CPU per call.
     put_records_client: Literal["direct", "sdk"] = "direct"
+    # KPL aggregation of the trades of a call into aggregated records per shard, each at most
+    # AGGREGATION_MAX_BYTES. The same default as the producer's, and for the same reason: a shard
+    # takes 1,000 records/s, and the service alone puts more (2,000 single-trade requests/s or
+    # 90,000 trades/s in batches with two workers, docs/bench-ingest.md): without aggregation
+    # that is 2 to 90 shards, with it the shard's 1 MiB/s is the limit (~6,000 trades/s). It adds
+    # no wait (the group commit's linger is unchanged) and trades CPU for fewer, larger entries.
+    # What it changes for a request: trades of several requests share a Kinesis record, so a
+    # refused record delays all of them until its resend, and a resend carries the trades of
+    # requests already answered (harmless: ids make them replays). With ~300 trades per record
+    # there are ~300x fewer entries to refuse, so refusals are that much rarer. Every consumer
+    # of the stream must deaggregate (docs/aggregation.md).
+    aggregation: bool = AGGREGATION_DEFAULT
+    aggregation_max_bytes: int = Field(
+        default=AGGREGATION_DEFAULT_MAX_BYTES,
+        ge=AGGREGATION_MIN_MAX_BYTES,
+        le=AGGREGATION_MAX_MAX_BYTES,
+    )
 
     # One JSON line per request at INFO (~50 µs each). Behind a load balancer that keeps access
     # logs of its own, turning this off leaves warnings and errors, which still carry request ids.

@@ -27,6 +27,7 @@ from producer.settings import ProducerSettings
 from producer.sources import FrameSource, build_source
 from producer.sources.base import SourceStats
 from tradestream import aws
+from tradestream.aggregation import ShardRouter
 from tradestream.logs import get_logger
 from tradestream.metrics_http import MetricsServer
 from tradestream.retry import Backoff, RetryBudget
@@ -45,14 +46,19 @@ class ProducerStats:
     distinct: int  # distinct trade ids the source emitted
     invalid: int  # source input refused by validation (counted and logged)
     received: int  # trades accepted by the publisher
-    published: int  # records Kinesis acknowledged, duplicates included
-    retried: int
+    published: int  # trades Kinesis acknowledged, duplicates included
+    retried: int  # trades resent
     dropped_by_policy: int
     failed: int  # trades not published: budget exhausted or shutdown deadline; logged
     put_calls: int
     call_errors: int
     buffered: int
     buffered_peak: int
+    # Kinesis records (PutRecords entries): aggregates and plain records.
+    kinesis_records_put: int
+    aggregates_put: int
+    kinesis_records_retried: int
+    trades_per_kinesis_record: float  # published / kinesis_records_put; 1.0 without aggregation
     elapsed_s: float
     stopped_by: StoppedBy
 
@@ -139,6 +145,8 @@ def _publisher(
             Backoff(settings.put_backoff_base_seconds, settings.put_backoff_max_seconds),
         ),
         on_put_records=on_put_records,
+        aggregation_max_bytes=settings.aggregation_max_bytes if settings.aggregation else None,
+        shards=ShardRouter(kinesis, settings.stream_name) if settings.aggregation else None,
     )
 
 
@@ -176,9 +184,11 @@ class _Lifecycle:
             )
             for f in fields(kind)
         }
+        records = counts["kinesis_records_put"]
         return ProducerStats(
             source=type(self.source).__name__,
             **counts,
+            trades_per_kinesis_record=round(counts["published"] / records, 2) if records else 0.0,
             elapsed_s=round(time.monotonic() - self.started, 3),
             stopped_by=self.stopped_by,
         )

@@ -8,10 +8,16 @@ happens, once per PutRecords call: the calls by outcome and their duration.
 - ``producer_trades_produced_total``: distinct trades from the source (``distinct``);
 - ``producer_source_trades_total``: trades from the source, duplicates included (``trades``);
 - ``producer_source_invalid_total``: source input refused by validation (``invalid``);
-- ``producer_records_published_total``: records Kinesis accepted, re-sends included (``published``);
+- ``producer_records_published_total``: trades Kinesis accepted, re-sends included (``published``);
+- ``producer_kinesis_records_put_total``: Kinesis records accepted, aggregates and plain records
+  (``kinesis_records_put``); ``producer_aggregates_put_total``: of those, KPL aggregates
+  (``aggregates_put``); trades per Kinesis record is the ratio of the two ``*_put`` rates, and
+  ``producer_trades_per_kinesis_record`` that ratio since start;
+- ``producer_kinesis_records_retried_total``: Kinesis records sent again
+  (``kinesis_records_retried``);
 - ``producer_put_records_calls_total{outcome}``: ``ok``, ``partial`` (some entries refused) or
   ``error`` (the call failed as a whole); ``producer_put_records_duration_seconds``: their time;
-- ``producer_entries_retried_total``: entries sent again (``retried``);
+- ``producer_entries_retried_total``: trades sent again (``retried``; in Kinesis records above);
 - ``producer_trades_failed_total``: trades given up on, logged with their records (``failed``);
 - ``producer_trades_dropped_by_policy_total``: records above Kinesis' 1 MiB (``dropped_by_policy``);
 - ``producer_buffer_trades`` / ``producer_buffer_capacity_trades``: the backpressure buffer's fill
@@ -103,10 +109,33 @@ class _Counts:
             sent = publisher.stats
             yield _counter(
                 "records_published",
-                "Records Kinesis accepted, re-sent duplicates included.",
+                "Trades Kinesis accepted, re-sent duplicates included.",
                 sent.published,
             )
-            yield _counter("entries_retried", "PutRecords entries sent again.", sent.retried)
+            yield _counter(
+                "entries_retried", "Trades sent again, in a Kinesis record resent.", sent.retried
+            )
+            yield _counter(
+                "kinesis_records_put",
+                "Kinesis records accepted (aggregates and plain records), re-sends included.",
+                sent.kinesis_records_put,
+            )
+            yield _counter(
+                "aggregates_put",
+                "KPL aggregated records accepted (each carries two trades or more).",
+                sent.aggregates_put,
+            )
+            yield _counter(
+                "kinesis_records_retried",
+                "Kinesis records (PutRecords entries) sent again.",
+                sent.kinesis_records_retried,
+            )
+            if sent.kinesis_records_put:
+                yield _gauge(
+                    "trades_per_kinesis_record",
+                    "Trades per Kinesis record accepted since start (1 without aggregation).",
+                    sent.published / sent.kinesis_records_put,
+                )
             yield _counter(
                 "trades_failed",
                 "Trades given up on (retry budget or shutdown deadline), logged with the record.",

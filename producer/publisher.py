@@ -1,28 +1,35 @@
 """Trades -> Kinesis PutRecords, batched, with partial-failure resends and a bounded buffer.
 
-- Batches hold at most ``batch_max_records`` (<= 500) records and ``batch_max_bytes`` (<= 5 MiB)
-  counting data plus partition key, Kinesis' own accounting. A record above 1 MiB can never be
-  accepted: it is dropped by policy at ``put``, counted (``dropped_by_policy``) and logged.
-- A batch goes out when it is full or ``linger_ms`` after its first record, whichever comes first;
-  one call is in flight at a time, so records of one symbol (the partition key) keep their order
-  unless a resend overtakes them, as with any Kinesis producer.
-- Partial failures (HTTP 200 with a per-record ``ErrorCode``): only the failed entries are resent,
-  after an exponential backoff with full jitter, topped up with new records so every call stays
-  full; an entry refused with a code ``tradestream.retry`` does not retry is failed at once.
-  Whole-call failures (throttling, 5xx, connection errors) resend the whole batch the same way.
-  Other errors (stream not found, access denied, bad credentials) cannot heal by retrying: they
-  stop the publisher with a ``PublisherError`` carrying AWS's code.
-- Retry budget: an entry is tried at most ``max_put_attempts`` times. Entries that exhaust it, and
-  entries still unpublished when ``close`` hits its deadline, are never silently lost: each is
-  counted in ``failed`` and logged at ERROR ("trade not published") with the full record under
-  ``record``, so it can be recovered with ``jq -c 'select(.message == "trade not published")
-  | .record'`` and re-sent with ``SOURCE=replay`` (the record keeps its id). An entry whose call
-  was cut by the deadline may also have reached the stream; re-sending is harmless (same id).
-- Backpressure: at most ``buffer_max_records`` accepted-but-unsettled entries exist at any time
+- Batches hold at most ``batch_max_records`` (<= 500) Kinesis records and ``batch_max_bytes``
+  (<= 5 MiB) counting data plus partition key, Kinesis' own accounting. A record above 1 MiB can
+  never be accepted: it is dropped by policy at ``put``, counted (``dropped_by_policy``) and logged.
+- Aggregation (``aggregation_max_bytes`` set, AGGREGATION=true): the trades waiting for a call are
+  packed into KPL aggregated records per shard, each at most ``aggregation_max_bytes``
+  (``tradestream.aggregation``); without, each trade is a Kinesis record of its own.
+- A batch goes out when it is full, when the buffer is full, or ``linger_ms`` after its first
+  record, whichever comes first; one call is in flight at a time, so records of one symbol (the
+  partition key) keep their order unless a resend overtakes them, as with any Kinesis producer.
+- Partial failures (HTTP 200 with a per-record ``ErrorCode``): only the failed Kinesis records are
+  resent, whole (an aggregate as the same bytes), after an exponential backoff with full jitter,
+  topped up with new records so every call stays full; a record refused with a code
+  ``tradestream.retry`` does not retry is failed at once. Whole-call failures (throttling, 5xx,
+  connection errors) resend the whole batch the same way. Other errors (stream not found, access
+  denied, bad credentials) cannot heal by retrying: they stop the publisher with a
+  ``PublisherError`` carrying AWS's code.
+- Retry budget: a Kinesis record is tried at most ``max_put_attempts`` times. Trades whose record
+  exhausts it, and trades still unpublished when ``close`` hits its deadline, are never silently
+  lost: each is counted in ``failed`` and logged at ERROR ("trade not published") with the full
+  record under ``record``, so it can be recovered with ``jq -c 'select(.message == "trade not
+  published") | .record'`` and re-sent with ``SOURCE=replay`` (the record keeps its id). A trade
+  whose call was cut by the deadline may also have reached the stream; re-sending is harmless
+  (same id).
+- Backpressure: at most ``buffer_max_records`` accepted-but-unsettled trades exist at any time
   (waiting, in flight or waiting for a resend); ``await put(trade)`` blocks while the buffer is
   full, so memory stays bounded and a slow stream slows the source down.
 
-Counters reconcile: ``received == published + failed + buffered`` at every moment.
+Counters reconcile in trades (user records): ``received == published + failed + buffered`` at
+every moment; Kinesis records are counted apart (``kinesis_records_put``, ``aggregates_put``,
+``kinesis_records_retried``).
 The SDK's own retries are meant to be off for this client (``tradestream.aws.NO_SDK_RETRIES``) so
 that every attempt is counted here.
 """
@@ -32,13 +39,14 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import TracebackType
 
 from botocore.exceptions import ClientError
 
 from tradestream import kinesis
+from tradestream.aggregation import KinesisRecord, Packer, ShardRouter
 from tradestream.kinesis import Backlog, BatchLimits, PutRecordsClient
 from tradestream.limits import (
     KINESIS_MAX_RECORD_BYTES,
@@ -71,25 +79,33 @@ class PublisherClosedError(PublisherError):
 
 @dataclass
 class PublisherStats:
+    # In trades (user records): these reconcile, received == published + failed + buffered.
     received: int = 0  # trades accepted into the buffer
-    published: int = 0  # records Kinesis acknowledged (re-sent duplicates included)
-    retried: int = 0  # entries resent after a failed attempt
+    published: int = 0  # trades Kinesis acknowledged (re-sent duplicates included)
+    retried: int = 0  # trades resent (in a Kinesis record sent again after a failed attempt)
     dropped_by_policy: int = 0  # records above 1 MiB, refused at put and logged
-    failed: int = 0  # entries given up on (budget or deadline), logged with the record
+    failed: int = 0  # trades given up on (budget or deadline), logged with the record
     put_calls: int = 0  # PutRecords calls made
     call_errors: int = 0  # whole calls that failed and were retried
     buffered: int = 0  # accepted and not yet published or failed
     buffered_peak: int = 0
+    # In Kinesis records (PutRecords entries): one per trade without aggregation.
+    kinesis_records_put: int = 0  # Kinesis acknowledged, aggregates and plain records
+    aggregates_put: int = 0  # of those, KPL aggregates (two trades or more)
+    kinesis_records_retried: int = 0  # entries sent again after a failed attempt
 
 
 @dataclass(slots=True)
 class _Entry:
+    """One trade waiting, in flight or waiting for a resend (inside its Kinesis record)."""
+
     trade_id: str
     key: str
     data: bytes
     size: int
-    attempts: int = 0
-    last_error: str = ""
+
+
+_Record = KinesisRecord[_Entry]
 
 
 def record_size(trade: Trade) -> int:
@@ -109,9 +125,13 @@ class KinesisPublisher:
         buffer_max_records: int = 10_000,
         retry: RetryBudget | None = None,
         on_put_records: PutRecordsObserver | None = None,
+        aggregation_max_bytes: int | None = None,
+        shards: ShardRouter | None = None,
     ) -> None:
-        """``retry`` bounds the tries of each entry (default: 20, 0.1 s doubling to 5 s apart);
-        ``on_put_records`` hears about every call (the producer's metrics)."""
+        """``retry`` bounds the tries of each Kinesis record (default: 20, 0.1 s doubling to 5 s
+        apart); ``on_put_records`` hears about every call (the producer's metrics).
+        ``aggregation_max_bytes`` turns aggregation on, with aggregates of at most that size,
+        packed per shard of ``shards`` (per partition key without it)."""
         if buffer_max_records < 1:
             raise ValueError("buffer_max_records must be >= 1")
         self.stream_name = stream_name
@@ -121,9 +141,12 @@ class KinesisPublisher:
         self._limits = BatchLimits(batch_max_records, batch_max_bytes)
         self._linger = linger_ms / 1000
         self._budget = retry or RetryBudget(20, Backoff(0.1, 5.0))
+        self._packer: Packer[_Entry] = Packer(aggregation_max_bytes, shards)
+        self._buffer_max = buffer_max_records
         self._slots = asyncio.Semaphore(buffer_max_records)
         self._pending: Backlog[_Entry] = Backlog()
-        self._unsent: list[_Entry] = []  # taken from _pending: in flight or waiting for a resend
+        # Packed from _pending: the batch in flight, or the records waiting for a resend.
+        self._unsent: list[_Record] = []
         self._arrived = asyncio.Event()
         self._full = asyncio.Event()
         self._closing = False
@@ -163,9 +186,10 @@ class KinesisPublisher:
                 self._task.cancel()
                 await asyncio.wait({self._task})
         reason = "shutdown deadline reached" if self.error is None else f"stopped: {self.error}"
-        for entry in [*self._unsent, *self._pending.clear()]:
-            self._fail(entry, reason)
-        self._unsent.clear()
+        for record in self._unsent:
+            self._fail(record.users, reason)
+        self._fail(self._pending.clear(), reason)
+        self._unsent = []
 
     # -- producing side ----------------------------------------------------------------------
 
@@ -206,12 +230,13 @@ class KinesisPublisher:
         try:
             while batch := await self._next_batch():
                 failed = await self._send(batch)
-                self._unsent = [e for e in failed if self._budget.allows(e.attempts)]
-                for entry in failed:
-                    if not self._budget.allows(entry.attempts):
-                        self._fail(entry, f"{entry.last_error} after {entry.attempts} attempts")
+                self._unsent = [r for r in failed if self._budget.allows(r.attempts)]
+                for record in failed:
+                    if not self._budget.allows(record.attempts):
+                        reason = f"{record.last_error} after {record.attempts} attempts"
+                        self._fail(record.users, reason)
                 if self._unsent:
-                    worst = max(e.attempts for e in self._unsent)
+                    worst = max(r.attempts for r in self._unsent)
                     await asyncio.sleep(self._budget.delay(worst))
         except Exception as exc:
             # Kept, not raised: the owner sees the task end and reads ``error`` (see app.run).
@@ -225,9 +250,13 @@ class KinesisPublisher:
             )
 
     def _batch_ready(self) -> bool:
-        return self._pending.full(self._limits)
+        # A full buffer is ready too: nothing more can arrive until a call settles some.
+        return (
+            self._packer.ready(self._pending, self._limits)
+            or self.stats.buffered >= self._buffer_max
+        )
 
-    async def _next_batch(self) -> list[_Entry]:
+    async def _next_batch(self) -> list[_Record]:
         """Resends first, then new entries up to the limits; empty once closed and drained."""
         if not self._unsent:
             while not self._pending and not self._closing:
@@ -243,14 +272,21 @@ class KinesisPublisher:
                         await self._full.wait()
                 except TimeoutError:
                     pass
-        return self._pending.take(self._limits, self._unsent)
+        await self._packer.prepare()
+        # The very list in _unsent, topped up: whatever happens to the call, close() finds it.
+        batch, _ = self._packer.pack(self._pending, self._limits, self._unsent)
+        self._unsent = batch
+        return batch
 
-    async def _send(self, batch: list[_Entry]) -> list[_Entry]:
-        """One PutRecords call; returns the entries to try again."""
-        self.stats.retried += sum(1 for e in batch if e.attempts)
-        for entry in batch:
-            entry.attempts += 1
-        self.stats.put_calls += 1
+    async def _send(self, batch: list[_Record]) -> list[_Record]:
+        """One PutRecords call; returns the Kinesis records to try again."""
+        stats = self.stats
+        for record in batch:
+            if record.attempts:
+                stats.kinesis_records_retried += 1
+                stats.retried += len(record.users)
+            record.attempts += 1
+        stats.put_calls += 1
         started = time.perf_counter()
         try:
             response = await self._client.put_records(
@@ -266,42 +302,51 @@ class KinesisPublisher:
             raise
         accepted, refused = kinesis.split_answer(batch, response)
         self._observe("partial" if refused else "ok", started)
-        for _ in accepted:
-            self._settle()
-        self.stats.published += len(accepted)
+        self._packer.answered(batch, response)
+        for record in accepted:
+            self._settle(len(record.users))
+            stats.published += len(record.users)
+            stats.aggregates_put += record.aggregated
+        stats.kinesis_records_put += len(accepted)
         again = []
-        for entry, code in refused:
-            entry.last_error = code
+        for record, code in refused:
+            record.last_error = code
             if is_retryable_code(code):
-                again.append(entry)
+                again.append(record)
             else:
-                self._fail(entry, f"{code}, which no resend can fix")
+                self._fail(record.users, f"{code}, which no resend can fix")
         return again
 
     def _observe(self, outcome: str, started: float) -> None:
         if self._on_put_records is not None:
             self._on_put_records(outcome, time.perf_counter() - started)
 
-    def _call_failed(self, batch: list[_Entry], code: str) -> list[_Entry]:
+    def _call_failed(self, batch: list[_Record], code: str) -> list[_Record]:
         self.stats.call_errors += 1
         logger.warning(
             "PutRecords call failed; retrying", extra={"code": code, "records": len(batch)}
         )
-        for entry in batch:
-            entry.last_error = code
+        for record in batch:
+            record.last_error = code
         return batch
 
-    def _settle(self) -> None:
-        self.stats.buffered -= 1
-        self._slots.release()
+    def _settle(self, trades: int) -> None:
+        self.stats.buffered -= trades
+        for _ in range(trades):
+            self._slots.release()
 
-    def _fail(self, entry: _Entry, reason: str) -> None:
-        self._settle()
-        self.stats.failed += 1
-        logger.error(
-            "trade not published",
-            extra={"trade_id": entry.trade_id, "reason": reason, "record": json.loads(entry.data)},
-        )
+    def _fail(self, entries: Iterable[_Entry], reason: str) -> None:
+        for entry in entries:
+            self._settle(1)
+            self.stats.failed += 1
+            logger.error(
+                "trade not published",
+                extra={
+                    "trade_id": entry.trade_id,
+                    "reason": reason,
+                    "record": json.loads(entry.data),
+                },
+            )
 
 
 def _advice(code: str, stream: str) -> str:

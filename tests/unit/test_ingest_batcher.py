@@ -18,6 +18,7 @@ from ingest_api.batcher import (
     KinesisBatcher,
 )
 from ingest_api.metrics import Metrics
+from tradestream import kpl
 
 THROTTLED = "ProvisionedThroughputExceededException"
 
@@ -313,3 +314,68 @@ async def test_an_answer_without_a_failed_count_is_read_entry_by_entry() -> None
     assert sorted(client.stored) == sorted(data for _, _, data in _records("u", 5))
     assert len(client.calls) == 2
     assert _metric(batcher, "ingest_kinesis_entries_retried_total") == 5
+
+
+# -- with aggregation (AGGREGATION=true) ---------------------------------------------------------
+
+
+def _trades_in(stored: list[bytes], key: str = "AAPL") -> list[bytes]:
+    return [user.data for data in stored for user in kpl.deaggregate(data, key)]
+
+
+async def test_with_aggregation_concurrent_requests_share_aggregated_records() -> None:
+    # GIVEN aggregation on and 60 requests of 10 trades arriving within the linger
+    client = ScriptedKinesis()
+    batcher = _batcher(client, aggregation=True)
+    # WHEN they are put concurrently
+    outcomes = await asyncio.gather(*(batcher.put(_records(f"r{n}", 10)) for n in range(60)))
+    await batcher.close(1)
+    # THEN one call carried one aggregate holding all 600, and every request was accepted
+    assert [len(call) for call in client.calls] == [1]
+    assert all(kpl.is_aggregate(data) for data in client.stored)
+    expected = [data for n in range(60) for _, _, data in _records(f"r{n}", 10)]
+    assert _trades_in(client.stored) == expected
+    assert all(o.complete and len(o.accepted) == 10 for o in outcomes)
+    # AND trades and Kinesis records are counted apart
+    assert _metric(batcher, "ingest_trades_accepted_total") == 600
+    assert _metric(batcher, "ingest_kinesis_records_put_total") == 1
+    assert _metric(batcher, "ingest_kinesis_aggregates_put_total") == 1
+
+
+async def test_with_aggregation_a_refused_aggregate_is_resent_whole_until_accepted() -> None:
+    # GIVEN aggregates of ~1 KiB, and Kinesis refusing the aggregate holding t-30 twice
+    def refuse_twice(data: bytes, attempt: int) -> str | None:
+        return THROTTLED if b"t-30 " in data and attempt < 3 else None
+
+    client = ScriptedKinesis(refuse_twice)
+    batcher = _batcher(client, aggregation=True, aggregation_max_bytes=1024)
+    # WHEN 100 trades of 40 bytes are put in one request
+    outcome = await batcher.put(_records("t", 100, size=40))
+    await batcher.close(1)
+    # THEN each resend carried exactly the refused aggregate, byte for byte
+    first, *resends = client.calls
+    [refused] = [data for data in first if b"t-30 " in data]
+    assert resends == [[refused], [refused]]
+    # AND the request is complete with every trade stored once
+    assert outcome.complete
+    assert Counter(_trades_in(client.stored)) == Counter(d for _, _, d in _records("t", 100, 40))
+    carried = len(kpl.deaggregate(refused, "AAPL"))
+    assert _metric(batcher, "ingest_kinesis_entries_retried_total") == 2
+    assert _metric(batcher, "ingest_trades_retried_total") == 2 * carried
+    assert _metric(batcher, "ingest_kinesis_records_put_total") == len(first)
+
+
+async def test_with_aggregation_an_aggregate_out_of_budget_fails_the_requests_in_it() -> None:
+    # GIVEN two requests sharing one aggregate that Kinesis always refuses
+    client = ScriptedKinesis(lambda _data, _attempt: THROTTLED)
+    batcher = _batcher(client, aggregation=True, max_attempts=3)
+    # WHEN both are put together
+    first, second = await asyncio.gather(
+        batcher.put(_records("a", 3)), batcher.put(_records("b", 2))
+    )
+    await batcher.close(1)
+    # THEN the aggregate went 3 times, and each request learns none of its trades is durable
+    assert [len(call) for call in client.calls] == [1, 1, 1]
+    assert (first.not_accepted, second.not_accepted) == (["a-0", "a-1", "a-2"], ["b-0", "b-1"])
+    assert _metric(batcher, "ingest_trades_failed_total") == 5
+    assert batcher.buffered == 0

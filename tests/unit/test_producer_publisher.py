@@ -11,6 +11,9 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError
 
 from producer.publisher import KinesisPublisher, record_size
+from tests.unit.test_aggregation import kinesis_shard, shard_ranges
+from tradestream import kpl
+from tradestream.aggregation import LIST_SHARDS_MIN_INTERVAL_SECONDS, ShardRouter
 from tradestream.limits import KINESIS_MAX_RECORD_BYTES, KINESIS_PUT_RECORDS_MAX_BYTES
 from tradestream.retry import Backoff, RetryBudget
 from tradestream.trade import RawTrade, Trade, stamp
@@ -344,3 +347,169 @@ async def test_close_fails_what_the_deadline_leaves_unsent() -> None:
     assert (pub.stats.failed, pub.stats.published, pub.stats.buffered) == (30, 0, 0)
     with pytest.raises(Exception, match="closed"):
         await pub.put(trades(1)[0])
+
+
+# -- with aggregation (AGGREGATION=true) ---------------------------------------------------------
+
+AGGREGATE_BYTES = 50 * 1024
+SYMBOLS = ("AAPL", "MSFT", "AMZN", "BINANCE:BTCUSDT")
+
+
+def mixed_trades(n: int) -> list[Trade]:
+    raws = [
+        RawTrade(s=SYMBOLS[i % len(SYMBOLS)], p=100.0 + i, v=1, t=T0 + i, c=None) for i in range(n)
+    ]
+    return stamp(raws, T0)
+
+
+class ShardedKinesis(FakeKinesis):
+    """FakeKinesis with ``shards`` shards: ListShards answers, and each accepted record is put
+    on the shard its partition key hashes to (``moved`` pretends the stream was resharded)."""
+
+    def __init__(self, shards: int = 2, script: list[Any] | None = None) -> None:
+        super().__init__(script)
+        self.shards = shard_ranges(shards)
+        self.list_calls = 0
+        self.list_error: BaseException | None = None
+        self.moved = False
+        self.kinesis_records: list[tuple[str, bytes, str]] = []  # (key, data, shard) accepted
+
+    async def list_shards(self, **kwargs: Any) -> dict[str, Any]:
+        self.list_calls += 1
+        if self.list_error is not None:
+            raise self.list_error
+        return {"Shards": self.shards}
+
+    async def put_records(self, StreamName: str, Records: list[dict[str, Any]]) -> dict[str, Any]:
+        answer = await super().put_records(StreamName, Records)
+        for record, result in zip(Records, answer["Records"], strict=True):
+            if "ShardId" in result:
+                shard = kinesis_shard(record["PartitionKey"], self.shards)
+                result["ShardId"] = "shardId-999999999999" if self.moved else shard
+                self.kinesis_records.append((record["PartitionKey"], record["Data"], shard))
+        return answer
+
+    def trade_ids(self) -> list[str]:
+        return [
+            json.loads(user.data)["id"]
+            for key, data, _ in self.kinesis_records
+            for user in kpl.deaggregate(data, key)
+        ]
+
+
+def aggregating(client: FakeKinesis, **kwargs: Any) -> KinesisPublisher:
+    router = ShardRouter(client, "trades") if hasattr(client, "list_shards") else None
+    return publisher(client, aggregation_max_bytes=AGGREGATE_BYTES, shards=router, **kwargs)
+
+
+async def test_aggregation_packs_trades_per_shard_and_counts_kinesis_records_apart() -> None:
+    # GIVEN 3,000 trades of 4 symbols buffered before the sender runs, a stream of 2 shards
+    client = ShardedKinesis(shards=2)
+    pub = aggregating(client, buffer_max_records=5000)
+    items = mixed_trades(3000)
+    # WHEN they are published with aggregation
+    await publish(pub, items)
+    # THEN every trade is in the stream exactly once, inside aggregates
+    assert sorted(client.trade_ids()) == sorted(t.id for t in items)
+    assert all(kpl.is_aggregate(data) for _, data, _ in client.kinesis_records)
+    # AND each aggregate holds trades of its own shard only, under its first trade's symbol
+    for key, data, shard in client.kinesis_records:
+        users = kpl.deaggregate(data, key)
+        assert users[0].partition_key == key
+        assert {kinesis_shard(u.partition_key, client.shards) for u in users} == {shard}
+    # AND trades and Kinesis records are counted apart, and reconcile
+    stats = pub.stats
+    assert stats.kinesis_records_put == stats.aggregates_put == len(client.kinesis_records)
+    assert stats.received == stats.published == 3000
+    assert 3000 / stats.kinesis_records_put > 100
+    assert stats.put_calls == len(client.calls) == 1
+    assert client.list_calls == 1
+
+
+async def test_a_refused_aggregate_is_resent_whole_as_the_same_bytes() -> None:
+    # GIVEN a stream refusing the first Kinesis record of the first call
+    client = ShardedKinesis(shards=2, script=[lambda records: {0}])
+    pub = aggregating(client)
+    items = mixed_trades(1000)
+    # WHEN 1,000 trades are published
+    await publish(pub, items)
+    # THEN the second call carries that very record, byte for byte, and nothing else
+    first, second = client.calls
+    assert second == [first[0]]
+    refused = kpl.deaggregate(first[0]["Data"], first[0]["PartitionKey"])
+    # AND the resend is counted once as a Kinesis record and once per trade it carries
+    stats = pub.stats
+    assert (stats.kinesis_records_retried, stats.retried) == (1, len(refused))
+    assert stats.kinesis_records_put == len(first)
+    assert (stats.published, stats.failed) == (1000, 0)
+    assert sorted(client.trade_ids()) == sorted(t.id for t in items)
+
+
+async def test_an_aggregate_that_exhausts_its_budget_fails_each_of_its_trades_with_its_record(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # GIVEN a stream that always refuses the first Kinesis record of a call, and 3 attempts
+    client = ShardedKinesis(shards=1, script=[lambda records: {0}] * 10)
+    pub = aggregating(client, max_put_attempts=3)
+    items = mixed_trades(40)
+    # WHEN published
+    await publish(pub, items)
+    # THEN the one aggregate was tried 3 times, then each of its 40 trades failed and was logged
+    assert [len(c) for c in client.calls] == [1, 1, 1]
+    assert len({c[0]["Data"] for c in client.calls}) == 1
+    logged = [r.__dict__ for r in caplog.records if r.message == "trade not published"]
+    assert [entry["record"] for entry in logged] == [json.loads(t.to_record()) for t in items]
+    assert {entry["reason"] for entry in logged} == {
+        "ProvisionedThroughputExceededException after 3 attempts"
+    }
+    stats = pub.stats
+    assert (stats.failed, stats.published, stats.kinesis_records_retried) == (40, 0, 2)
+    assert stats.received == stats.published + stats.failed + stats.buffered
+
+
+async def test_an_answer_on_another_shard_than_predicted_reads_the_shards_again() -> None:
+    # GIVEN a stream whose answers name a shard the map does not have (it was resharded)
+    client = ShardedKinesis(shards=2)
+    client.moved = True
+    pub = aggregating(client, linger_ms=0)
+    pub.start()
+    # WHEN trades are published in calls more than a second apart
+    await pub.put(mixed_trades(1)[0])
+    await asyncio.wait_for(client.called.wait(), 5)
+    assert client.list_calls == 1
+    await asyncio.sleep(LIST_SHARDS_MIN_INTERVAL_SECONDS + 0.1)
+    client.called.clear()
+    await pub.put(mixed_trades(2)[1])
+    await asyncio.wait_for(client.called.wait(), 5)
+    await pub.close(deadline_seconds=5)
+    # THEN the shards were listed again before the second call
+    assert client.list_calls == 2
+
+
+async def test_a_refused_list_shards_packs_per_symbol(caplog: pytest.LogCaptureFixture) -> None:
+    # GIVEN a producer role without kinesis:ListShards
+    client = ShardedKinesis(shards=2)
+    client.list_error = client_error("AccessDeniedException", 400)
+    pub = aggregating(client)
+    # WHEN 2,000 trades of 4 symbols are published
+    await publish(pub, mixed_trades(2000))
+    # THEN each aggregate holds one symbol, and all arrived
+    for key, data, _ in client.kinesis_records:
+        assert {u.partition_key for u in kpl.deaggregate(data, key)} == {key}
+    assert {key for key, _, _ in client.kinesis_records} == set(SYMBOLS)
+    assert sorted(client.trade_ids()) == sorted(t.id for t in mixed_trades(2000))
+    assert any(r.message.startswith("ListShards failed") for r in caplog.records)
+
+
+async def test_with_aggregation_a_full_buffer_sends_at_once_without_waiting_the_linger() -> None:
+    # GIVEN a linger of 5 s and a buffer of 50 trades (far from filling a 5 MiB call)
+    client = ShardedKinesis(shards=1)
+    pub = aggregating(client, linger_ms=5000, buffer_max_records=50)
+    pub.start()
+    # WHEN 50 trades fill the buffer
+    for item in mixed_trades(50):
+        await pub.put(item)
+    # THEN the call goes at once, carrying all 50
+    await asyncio.wait_for(client.called.wait(), 2)
+    await pub.close(deadline_seconds=5)
+    assert sum(len(kpl.deaggregate(r["Data"], r["PartitionKey"])) for r in client.calls[0]) == 50
