@@ -326,6 +326,19 @@ def test_the_text_ends_with_the_deploy_command_line_of_the_plan() -> None:
     assert any("ParallelizationFactor 2" in note for note in result.notes)
 
 
+def test_a_plan_beyond_the_stream_templates_500_shards_deploys_on_demand() -> None:
+    # GIVEN 2,000,000 trades/s: the hotstore alone needs ceil(2e6 / 2,152.1) = 930 shards at
+    # the template's factor of 1
+    result = plan(Load(2_000_000), US_EAST_1)
+    # THEN the deploy line asks for an on-demand stream, and says why
+    assert result.deploy.shards == math.ceil(2_000_000 / 2_152.1) == 930
+    assert result.deploy.command == (
+        "tradestream deploy --target aws --region us-east-1 --stream-mode ON_DEMAND "
+        f"--inference {result.deploy.inference}"
+    )
+    assert any("at most 500" in note for note in result.notes)
+
+
 def test_json_holds_both_scenarios_with_their_shards_and_monthly_cost() -> None:
     runner = CliRunner()
     done = runner.invoke(plan_command, ["--trades-per-second", "2500", "--json"])
