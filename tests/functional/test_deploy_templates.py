@@ -189,11 +189,12 @@ def test_producer_runs_on_fargate_with_the_key_as_a_secret(
     else:
         assert not container.get("secrets")
         assert environment["SYNTHETIC_RATE"] == "50"  # bounded: every record put is billed
-    # ... and a task role that may only put records to the stream
+    # ... and a task role that may only put records to the stream (and list its shards, which
+    # aggregation packs by)
     assert role_statements(outputs["TaskRoleArn"]) == [
         {
             "Effect": "Allow",
-            "Action": ["kinesis:PutRecord", "kinesis:PutRecords"],
+            "Action": ["kinesis:PutRecord", "kinesis:PutRecords", "kinesis:ListShards"],
             "Resource": STREAM_ARN,
         }
     ]
@@ -340,7 +341,11 @@ def test_ingest_task_role_puts_reads_the_stream_summary_the_key_secret_and_queri
     assert policy == [
         {
             "Effect": "Allow",
-            "Action": ["kinesis:PutRecords", "kinesis:DescribeStreamSummary"],
+            "Action": [
+                "kinesis:PutRecords",
+                "kinesis:DescribeStreamSummary",
+                "kinesis:ListShards",
+            ],
             "Resource": {"Ref": "StreamArn"},
         },
         {

@@ -21,14 +21,19 @@ def resource(kind: str) -> dict[str, Any]:
     return found
 
 
-def test_task_role_may_only_put_records_and_the_key_is_a_secret() -> None:
+def test_task_role_may_only_put_records_and_list_shards_and_the_key_is_a_secret() -> None:
     roles = [
         r["Properties"]
         for name, r in load_template(TEMPLATE)["Resources"].items()
         if name == "TaskRole"
     ]
     statements = roles[0]["Policies"][0]["PolicyDocument"]["Statement"]
-    assert statements[0]["Action"] == ["kinesis:PutRecord", "kinesis:PutRecords"]
+    # ListShards: aggregation packs per shard.
+    assert statements[0]["Action"] == [
+        "kinesis:PutRecord",
+        "kinesis:PutRecords",
+        "kinesis:ListShards",
+    ]
     assert statements[0]["Resource"] == {"Ref": "StreamArn"}
     container = resource("AWS::ECS::TaskDefinition")["ContainerDefinitions"][0]
     secrets = container["Secrets"]["Fn::If"][1]
@@ -58,4 +63,8 @@ def test_ingest_task_reads_its_settings_and_is_checked_on_healthz() -> None:
     assert resources["TargetGroup"]["Properties"]["HealthCheckPath"] == "/healthz"
     assert resources["HttpsListener"]["Condition"] == "HasCertificate"
     actions = resources["TaskRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"][0]
-    assert actions["Action"] == ["kinesis:PutRecords", "kinesis:DescribeStreamSummary"]
+    assert actions["Action"] == [
+        "kinesis:PutRecords",
+        "kinesis:DescribeStreamSummary",
+        "kinesis:ListShards",
+    ]
