@@ -25,7 +25,7 @@ from lambdas.hotstore.dlq import DeadLetter, message_body
 from lambdas.hotstore.records import RecordRef
 from tests.support.faults import FaultProxy
 from tests.support.kinesis import read_stream
-from tradestream import aws
+from tradestream import aws, kpl
 from tradestream.cli.dlq import dlq_command
 from tradestream.dead_letters.messages import Selection, decode
 from tradestream.dead_letters.operations import Clients, redrive
@@ -120,27 +120,22 @@ def always_fails(event: dict[str, Any], context: Any) -> Any:
     raise RuntimeError("the handler is broken")
 
 
-@pytest.fixture
-def filled(aws_env: str, unique: str, monkeypatch: pytest.MonkeyPatch) -> Filled:
-    stack = deploy(stream_name=f"trades-{unique}", table_name=f"stock_trades-{unique}")
-    # The hotstore's environment as the template declares it (TABLE_NAME, DLQ_URL, TTL_DAYS).
+def hotstore_environment(stack: DeployedStack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hotstore's environment as the template declares it (TABLE_NAME, DLQ_URL, TTL_DAYS)."""
     for name, value in stack.function.environment.items():
         monkeypatch.setenv(name, value)
     monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
     hotstore_handler.reset()
 
-    # GIVEN poison records among good ones, handled by the real hotstore function
-    poison = [(NOT_JSON, "AAPL"), (BINARY, "MSFT"), (NOT_A_TRADE, "MSFT"), (LARGE, "TSLA")]
-    puts = put(stack, [(GOOD_TRADE, "AAPL"), *poison])
-    run_mapping(stack, hotstore_handler.handler, lambda m: m.wait_caught_up(WAIT_S))
-    wait_for_depth(stack, len(poison))
 
-    # AND a batch on shard 1 that a broken handler failed until the mapping gave up on it
+def given_up_batch(stack: DeployedStack, records: list[Record], depth: int) -> list[Put]:
+    """``records`` put on shard 1 as one batch that a broken handler fails until the mapping
+    gives up on it and sends its OnFailure record: the DLQ then holds ``depth`` messages."""
     batch: list[Put] = []
 
     def fail_a_batch(mapping: KinesisEventSourceMapping) -> None:
-        batch.extend(put(stack, [(data, "AMZN") for data in FAILING_BATCH], shard=1))
-        wait_for_depth(stack, len(poison) + 1)
+        batch.extend(put(stack, records, shard=1))
+        wait_for_depth(stack, depth)
 
     run_mapping(
         stack,
@@ -151,14 +146,34 @@ def filled(aws_env: str, unique: str, monkeypatch: pytest.MonkeyPatch) -> Filled
         bisect_batch_on_function_error=False,
     )
     hotstore_handler.reset()
+    return batch
 
-    # The tool's own settings: the queue comes from the hotstore stack, not from DLQ_URL.
+
+def tool_environment(stack: DeployedStack, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tool's own settings: the queue comes from the hotstore stack, not from DLQ_URL."""
     monkeypatch.delenv("DLQ_URL")
     monkeypatch.setenv("STREAM_NAME", stack.stream_name)
     monkeypatch.setenv("TABLE_NAME", stack.table_name)
     monkeypatch.setenv("DLQ_RECEIVE_WAIT_SECONDS", "0")
     monkeypatch.setenv("REDRIVE_BACKOFF_BASE_SECONDS", "0.001")
     monkeypatch.setenv("REDRIVE_BACKOFF_MAX_SECONDS", "0.01")
+
+
+@pytest.fixture
+def filled(aws_env: str, unique: str, monkeypatch: pytest.MonkeyPatch) -> Filled:
+    stack = deploy(stream_name=f"trades-{unique}", table_name=f"stock_trades-{unique}")
+    hotstore_environment(stack, monkeypatch)
+
+    # GIVEN poison records among good ones, handled by the real hotstore function
+    poison = [(NOT_JSON, "AAPL"), (BINARY, "MSFT"), (NOT_A_TRADE, "MSFT"), (LARGE, "TSLA")]
+    puts = put(stack, [(GOOD_TRADE, "AAPL"), *poison])
+    run_mapping(stack, hotstore_handler.handler, lambda m: m.wait_caught_up(WAIT_S))
+    wait_for_depth(stack, len(poison))
+
+    # AND a batch on shard 1 that a broken handler failed until the mapping gave up on it
+    batch = given_up_batch(stack, [(data, "AMZN") for data in FAILING_BATCH], len(poison) + 1)
+
+    tool_environment(stack, monkeypatch)
     return Filled(stack, {p.data: p for p in puts[1:]}, batch)
 
 
@@ -514,8 +529,9 @@ def test_the_queue_is_the_stacks_unless_dlq_url_or_dlq_name_say_otherwise(
 
 
 def test_the_hotstore_format_is_read_as_the_function_writes_it() -> None:
-    # GIVEN messages built by the function's own code: one with the data, one too large for it
-    def body(data: bytes) -> str:
+    # GIVEN messages built by the function's own code: one with the data, one too large for it,
+    # and one of a poison user record from inside an aggregate
+    def body(data: bytes, user: kpl.UserRecord | None = None) -> str:
         ref = RecordRef(
             event_source_arn="arn:aws:kinesis:us-east-1:123456789012:stream/trades",
             shard_id="shardId-000000000003",
@@ -524,12 +540,14 @@ def test_the_hotstore_format_is_read_as_the_function_writes_it() -> None:
             approximate_arrival_timestamp=1718900000.123,
             data=base64.b64encode(data).decode(),
         )
-        letter = DeadLetter(ref, "InvalidJson", "record: Invalid JSON")
+        letter = DeadLetter(ref, "InvalidJson", "record: Invalid JSON", user)
         return message_body(letter, failed_at_ms=1718900001000, extra={"requestId": "r-1"})
 
     # WHEN the tool decodes them
     small = decode({"MessageId": "m-1", "Body": body(BINARY)})
     large = decode({"MessageId": "m-2", "Body": body(LARGE)})
+    poison = kpl.UserRecord("TSLA", NOT_JSON, sub_sequence_number=7, aggregated=True)
+    inside = decode({"MessageId": "m-3", "Body": body(kpl.aggregate([]), poison)})
 
     # THEN every field the function wrote is read back
     assert (small.kind, small.reason, small.error) == (
@@ -548,3 +566,7 @@ def test_the_hotstore_format_is_read_as_the_function_writes_it() -> None:
     # AND a record left out for its size is known by its digest and length
     assert (large.data, large.data_omitted, large.data_length) == (None, True, len(LARGE))
     assert large.data_sha256 == hashlib.sha256(LARGE).hexdigest()
+    # AND a user record of an aggregate is known by its position in it, with its own key and data
+    assert (inside.sub_sequence_number, inside.partition_key, inside.data) == (7, "TSLA", NOT_JSON)
+    assert inside.position == f"{inside.sequence_number}:7"
+    assert (small.sub_sequence_number, small.position) == (None, small.sequence_number)

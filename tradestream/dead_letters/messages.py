@@ -12,10 +12,15 @@ filters that select among them. Pure functions; no I/O here.
 
   Records over the SQS message size have ``"data": null`` with ``dataOmitted``, ``dataSha256``
   and ``dataLength``: the record is then read back from the stream by its sequence number.
+  A poison user record of a KPL aggregate has its message alone, with ``"subSequenceNumber"``
+  (its position in the aggregate, whose sequence number ``sequenceNumber`` is) and its own data
+  and partition key: it is redriven as a plain record, and read back by opening the aggregate.
 - ``on-failure``: what the event source mapping sends its OnFailure destination once it gives up
   on a batch (``RetryAttemptsExhausted``, ``RecordAgeExceeded``): AWS's invocation record, batch
   metadata only (``requestContext``, ``responseContext``, ``version``, ``timestamp``,
-  ``KinesisBatchInfo`` with the shard and the sequence range). The records stay in the stream.
+  ``KinesisBatchInfo`` with the shard and the sequence range). The records stay in the stream;
+  ``batchSize`` counts Kinesis records, so an aggregate is one, read back and redriven as it is
+  (still an aggregate: the consumers open it).
 
 Anything else is ``unknown``: listed as it is, never redriven.
 """
@@ -49,7 +54,8 @@ class DlqMessage:
     error: str | None = None  # what the hotstore said, or how the mapping's last try ended
     stream_arn: str | None = None
     shard_id: str | None = None
-    sequence_number: str | None = None  # hotstore: the record's own
+    sequence_number: str | None = None  # hotstore: the record's own (an aggregate's, for ...
+    sub_sequence_number: int | None = None  # ... a user record of it: its position in it)
     start_sequence_number: str | None = None  # on-failure: the batch's first record ...
     end_sequence_number: str | None = None  # ... and its last
     batch_size: int = 1
@@ -71,6 +77,16 @@ class DlqMessage:
         _, _, resource = self.stream_arn.rpartition(":")
         kind, _, name = resource.partition("/")
         return name if kind == "stream" and name else None
+
+    @property
+    def position(self) -> str:
+        """Where its records are in the shard: ``<sequence number>``, ``<sequence number>:<sub>``
+        for a user record of an aggregate, ``<first>..<last>`` for a batch."""
+        if self.kind == "on-failure":
+            return f"{self.start_sequence_number}..{self.end_sequence_number}"
+        if self.sequence_number and self.sub_sequence_number is not None:
+            return f"{self.sequence_number}:{self.sub_sequence_number}"
+        return self.sequence_number or ""
 
     @property
     def first_sequence_number(self) -> str | None:
@@ -100,6 +116,7 @@ class DlqMessage:
             "stream_arn": self.stream_arn,
             "shard_id": self.shard_id,
             "sequence_number": self.sequence_number,
+            "sub_sequence_number": self.sub_sequence_number,
             "start_sequence_number": self.start_sequence_number,
             "end_sequence_number": self.end_sequence_number,
             "batch_size": self.batch_size,
@@ -173,6 +190,7 @@ def _hotstore(body: Mapping[str, Any], common: dict[str, Any]) -> DlqMessage:
         stream_arn=_text(body.get("eventSourceARN")),
         shard_id=_text(body.get("shardId")),
         sequence_number=_text(body.get("sequenceNumber")),
+        sub_sequence_number=_int(body.get("subSequenceNumber")),
         partition_key=_text(body.get("partitionKey")),
         data=data,
         data_omitted=bool(body.get("dataOmitted")),

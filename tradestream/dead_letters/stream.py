@@ -3,15 +3,20 @@ putting records back with PutRecords.
 
 Reading back (on-failure messages carry batch metadata only; a hotstore message too large for SQS
 carries no data): GetShardIterator AT_SEQUENCE_NUMBER at the first record, then GetRecords until
-the last one. The records are gone, and the message is kept, when the shard or the stream no
-longer exists, when Kinesis refuses the sequence number (past the retention period it may answer
+the last one. Records come back as they were put: a KPL aggregate stays one, and is put back as
+one (the consumers open it); for a poison user record of an aggregate (the message names its
+sub-sequence number) the aggregate is opened and only that user record is put back.
+
+The records are gone, and the message is kept, when the shard or the stream no longer exists,
+when Kinesis refuses the sequence number (past the retention period it may answer
 InvalidArgumentException), or when the first record it returns is not the one asked for (an
 iterator at a trimmed position starts at the oldest record still retained).
 
 Putting back: calls of at most 500 records and 5 MiB (``tradestream.kinesis``), only the entries
 Kinesis refused sent again, with backoff, within the budget (``tradestream.retry``). A record is
 put with its data and partition key; Kinesis does not return an explicit hash key, so a record
-put with one may land on another shard now. Nothing here keeps the records' order: the sinks are
+put with one may land on another shard now (a user record's explicit hash key, which the DLQ
+message names, is not used either). Nothing here keeps the records' order: the sinks are
 idempotent by the trade id, so order and a second copy do not matter to them.
 """
 
@@ -24,6 +29,7 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
 
+from tradestream import kpl
 from tradestream.dead_letters.messages import DlqMessage
 from tradestream.kinesis import (
     AnswerMismatchError,
@@ -80,6 +86,8 @@ def records_of(message: DlqMessage, kinesis: Any, stream_name: str) -> list[Redr
     if message.shard_id is None or first is None or last is None:
         raise ReadFailedError("the message does not say where its records are")
     found = read_range(kinesis, stream_name, message.shard_id, first, last, message.batch_size)
+    if message.sub_sequence_number is not None:
+        found = [_user_record(found[0], message.sub_sequence_number, first)]
     if message.data_sha256 is not None:
         (_, data) = found[0]
         if hashlib.sha256(data).hexdigest() != message.data_sha256:
@@ -87,6 +95,22 @@ def records_of(message: DlqMessage, kinesis: Any, stream_name: str) -> list[Redr
                 f"the record at {first} is not the one the message describes (dataSha256 differs)"
             )
     return [RedriveRecord.of(message.message_id, data, key) for key, data in found]
+
+
+def _user_record(record: tuple[str, bytes], sub_sequence_number: int, at: str) -> tuple[str, bytes]:
+    """(partition key, data) of one user record of the aggregate read back at ``at``."""
+    key, data = record
+    try:
+        users = kpl.deaggregate(data, key)
+    except kpl.AggregateFormatError as exc:
+        raise ReadFailedError(f"the record at {at} is a corrupt aggregate: {exc}") from exc
+    if not users[0].aggregated or sub_sequence_number >= len(users):
+        raise ReadFailedError(
+            f"the record at {at} holds no user record {sub_sequence_number} "
+            f"({len(users) if users[0].aggregated else 'not an aggregate'})"
+        )
+    user = users[sub_sequence_number]
+    return user.partition_key, user.data
 
 
 def read_range(
