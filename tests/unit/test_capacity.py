@@ -15,7 +15,8 @@ import pytest
 from click.testing import CliRunner
 
 from tradestream.capacity.assumptions import DEPLOYED, MEASURED
-from tradestream.capacity.model import Load, PlanInputError, plan
+from tradestream.capacity.load import Load, PlanInputError
+from tradestream.capacity.model import plan
 from tradestream.capacity.packing import pack
 from tradestream.capacity.prices import US_EAST_1, UnknownRegionError, prices_for
 from tradestream.capacity.render import as_dict, as_text

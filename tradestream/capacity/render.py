@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from tradestream.capacity.model import Cost, Plan, Scenario
+from tradestream.capacity.costs import Cost
+from tradestream.capacity.model import Plan, Scenario
 from tradestream.capacity.prices import PRICES_READ_ON, SOURCES
 
 SCENARIOS = ("without_aggregation", "with_aggregation")

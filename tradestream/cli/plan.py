@@ -13,13 +13,13 @@ import json
 
 import click
 
-from tradestream.capacity.model import (
+from tradestream.capacity.load import (
     DEFAULT_AGGREGATE_BYTES,
     DEFAULT_TRADE_BYTES,
     Load,
     PlanInputError,
-    plan,
 )
+from tradestream.capacity.model import plan
 from tradestream.capacity.prices import PRICES, UnknownRegionError, prices_for
 from tradestream.capacity.render import as_dict, as_text
 
