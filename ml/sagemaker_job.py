@@ -22,6 +22,7 @@ switched off unless the user's own SDK config file says otherwise.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import sys
@@ -33,12 +34,13 @@ from pathlib import Path
 from typing import Any
 
 import boto3
-from botocore.exceptions import ClientError
+from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from tradestream import aws
 from tradestream.deploy.options import Names
+from tradestream.retry import error_code
 
 ML_DIR = Path(__file__).resolve().parent
 # The serving image's version (inference.yaml's ImageTag, 1.2-1-cpu-py3): ml/ keeps to its
@@ -104,11 +106,7 @@ class JobSpec:
     base_job_name: str = "tradestream-train"
 
     def __post_init__(self) -> None:
-        if not _ROLE_ARN.match(self.role_arn):
-            raise TrainingJobError(
-                f"{self.role_arn!r} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)",
-                "InvalidRole",
-            )
+        _check_role(self.role_arn)
         if not self.lake_uri.startswith("s3://") or not self.lake_uri.endswith("/"):
             raise TrainingJobError(f"lake {self.lake_uri!r} is not an s3:// prefix", "InvalidLake")
 
@@ -157,12 +155,21 @@ def job_spec(
             "write the artifacts bucket (docs/training.md lists its policy)",
             "MissingRole",
         )
+    _check_role(role)
     names = Names(prefix)
-    lake = settings.bucket_name or _stack_output(names.stack("lake"), "BUCKET_NAME")
-    artifacts = settings.artifacts_bucket or _stack_output(
-        names.stack("artifacts"), "ARTIFACTS_BUCKET"
-    )
+    with _aws_errors("reading the deployment's stacks"):
+        lake = settings.bucket_name or _stack_output(names.stack("lake"), "BUCKET_NAME")
+        artifacts = settings.artifacts_bucket or _stack_output(
+            names.stack("artifacts"), "ARTIFACTS_BUCKET"
+        )
     return JobSpec(f"s3://{lake}/{settings.data_prefix}", artifacts, role, **options)
+
+
+def _check_role(role: str) -> None:
+    if not _ROLE_ARN.match(role):
+        raise TrainingJobError(
+            f"{role!r} is not an IAM role ARN (arn:aws:iam::<account>:role/<name>)", "InvalidRole"
+        )
 
 
 def _stack_output(stack: str, variable: str) -> str:
@@ -170,7 +177,9 @@ def _stack_output(stack: str, variable: str) -> str:
     cloudformation = aws.client("cloudformation")
     try:
         stacks = cloudformation.describe_stacks(StackName=stack)["Stacks"]
-    except ClientError:
+    except ClientError as exc:
+        if error_code(exc) != "ValidationError":  # CloudFormation's "does not exist"
+            raise
         stacks = []
     outputs = {o["OutputKey"]: o["OutputValue"] for o in (stacks[:1] or [{}])[0].get("Outputs", [])}
     if "BucketName" not in outputs:
@@ -250,11 +259,15 @@ def sdk_session(spec: JobSpec) -> Any:
 
 def start(spec: JobSpec, *, wait: bool = True) -> TrainingJob:
     """Stage the code, create the training job; with ``wait``, follow it (its log on stderr)
-    until it ends. TrainingJobError when it did not complete."""
-    with _sdk_output_on_stderr(), tempfile.TemporaryDirectory() as scratch:
-        require_sdk()
-        from sagemaker.exceptions import UnexpectedStatusException
+    until it ends. TrainingJobError when it could not start or did not complete."""
+    require_sdk()
+    from sagemaker.exceptions import UnexpectedStatusException
 
+    with (
+        _sdk_output_on_stderr(),
+        tempfile.TemporaryDirectory() as scratch,
+        _aws_errors("starting the training job"),
+    ):
         estimator = job_estimator(spec, stage_source(Path(scratch) / "source"), sdk_session(spec))
         # A job that failed is described below, with SageMaker's reason.
         with suppress(UnexpectedStatusException):
@@ -270,8 +283,15 @@ def start(spec: JobSpec, *, wait: bool = True) -> TrainingJob:
 
 
 def require_sdk() -> None:
+    """TrainingJobError naming the extra when the SDK is not installed."""
+    # The SDK warns on every import that v2 is on its way out; the choice is deliberate
+    # (docs/training.md: the framework estimator is what this job is), so not every run.
+    os.environ.setdefault("SAGEMAKER_SUPPRESS_V2_WARNING", "1")
     try:
-        import sagemaker  # noqa: F401
+        # Imported with stdout on stderr: the SDK's config logger binds to sys.stdout as it is
+        # at import, and stdout carries results only.
+        with _sdk_output_on_stderr():
+            import sagemaker  # noqa: F401
     except ModuleNotFoundError as exc:
         raise TrainingJobError(
             f"training on SageMaker needs the SageMaker Python SDK: {SDK_EXTRA_HINT}",
@@ -291,6 +311,14 @@ def _described(described: Mapping[str, Any]) -> TrainingJob:
         training_image=str(described["AlgorithmSpecification"].get("TrainingImage", "")),
         failure_reason=str(described.get("FailureReason", "")),
     )
+
+
+@contextmanager
+def _aws_errors(doing: str) -> Iterator[None]:
+    try:
+        yield
+    except (ClientError, BotoCoreError) as exc:
+        raise TrainingJobError(f"{doing}: {exc}", error_code(exc)) from exc
 
 
 @contextmanager

@@ -1,6 +1,7 @@
 """Virtual environments for other Python versions, built once and cached, for the test tiers that
 run a tool the project's own venv cannot hold (LocalStack needs Python 3.13; SageMaker's
-scikit-learn serving stack needs Python 3.9 and 2023's pins).
+scikit-learn serving stack needs Python 3.9 and 2023's pins; the SageMaker Python SDK's pins
+would hold back the project's own, so the ``sagemaker`` extra lives in ``sagemaker_sdk_venv``).
 
 A venv lives under ``$XDG_CACHE_HOME/tradestream/venvs/<name>-<hash>`` (``~/.cache`` without the
 variable), where the hash covers the interpreter's exact version, the requirement list and the
@@ -18,11 +19,13 @@ import os
 import shutil
 import subprocess
 import sys
+import tomllib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 COMPLETE_MARKER = ".tradestream-complete"
+REPO = Path(__file__).resolve().parents[2]
 
 
 class VenvUnavailableError(RuntimeError):
@@ -141,3 +144,20 @@ def _build(python: Path, venv: Path, requirements: Sequence[str], timeout_s: flo
         shutil.rmtree(venv, ignore_errors=True)
         raise
     (venv / COMPLETE_MARKER).write_text("\n".join(requirements) + "\n")
+
+
+def sagemaker_sdk_venv() -> Path:
+    """A venv with the core and the ``sagemaker`` extra, as ``pip install 'tradestream[sagemaker]'``
+    gives, on this interpreter's Python; the requirements are read from pyproject.toml, so a
+    changed pin builds a new venv. The project itself is not installed: run the checkout's code
+    there with ``PYTHONPATH`` (``sdk_command_env``)."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    requirements = [*project["dependencies"], *project["optional-dependencies"]["sagemaker"]]
+    minor = f"{sys.version_info.major}.{sys.version_info.minor}"
+    return cached_venv("sagemaker-sdk", minor, requirements)
+
+
+def sdk_command_env(base: dict[str, str]) -> dict[str, str]:
+    """``base`` with the checkout importable, and nothing of this venv's site-packages."""
+    env = {k: v for k, v in base.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV", "PYTHONHOME")}
+    return {**env, "PYTHONPATH": str(REPO)}

@@ -168,19 +168,86 @@ def model() -> None:
     """Train, package and serve the model behind the inference lake."""
 
 
+LOCAL_TRAINING_ONLY = ("out", "trades", "card")
+SAGEMAKER_TRAINING_ONLY = ("role", "instance_type", "volume_size", "max_run", "prefix", "wait")
+
+
 @model.command("train")
+@click.option(
+    "--on",
+    "where",
+    type=click.Choice(["local", "sagemaker"]),
+    default="local",
+    show_default=True,
+    help="local: in this process. sagemaker: a SageMaker training job on the lake's S3 prefix "
+    "(the sagemaker extra; docs/training.md), model.tar.gz in the artifacts bucket.",
+)
 @click.option(
     "--out", type=click.Path(path_type=Path), default=Path("build/model"), show_default=True
 )
 @click.option("--trades", type=click.IntRange(min=1000), default=200_000, show_default=True)
 @click.option("--seed", type=int, default=7, show_default=True)
 @click.option("--horizon", type=click.FloatRange(min=0.05), default=0.25, show_default=True)
-@click.option("--bucket", help="Retrain on the lake in this S3 bucket instead of synthetic data.")
+@click.option(
+    "--bucket",
+    help="The lake: local retrains on it instead of synthetic data; sagemaker trains on it "
+    "(default: BUCKET_NAME, else the deployment's lake stack).",
+)
 @click.option("--card", type=click.Path(path_type=Path), help="Also write the model card here.")
+@click.option("--role", help="sagemaker: the job's IAM role. Default: SAGEMAKER_ROLE_ARN.")
+@click.option(
+    "--instance-type",
+    default="ml.m5.large",
+    show_default=True,
+    help="sagemaker: the one instance the job trains on.",
+)
+@click.option(
+    "--volume-size",
+    type=click.IntRange(1, 16_384),
+    default=30,
+    show_default=True,
+    help="sagemaker: GB of the instance's volume, which holds the whole lake prefix.",
+)
+@click.option(
+    "--max-run",
+    type=click.IntRange(1, 28 * 24 * 60),
+    default=240,
+    show_default=True,
+    help="sagemaker: minutes after which SageMaker stops the job (and its bill).",
+)
+@click.option(
+    "--prefix",
+    default="tradestream",
+    show_default=True,
+    help="sagemaker: the deployment whose stacks name the lake and artifacts buckets (unless "
+    "BUCKET_NAME / ARTIFACTS_BUCKET say).",
+)
+@click.option(
+    "--wait/--no-wait",
+    default=True,
+    show_default=True,
+    help="sagemaker: follow the job to its end (its log on stderr), or print it once created.",
+)
+@click.pass_context
 def model_train(
-    out: Path, trades: int, seed: int, horizon: float, bucket: str | None, card: Path | None
+    ctx: click.Context,
+    /,
+    where: str,
+    out: Path,
+    trades: int,
+    seed: int,
+    horizon: float,
+    bucket: str | None,
+    card: Path | None,
+    **sagemaker: Any,
 ) -> None:
-    """Train reproducibly, evaluate on a time-based holdout, print the metrics as JSON."""
+    """Train reproducibly, evaluate on a time-based holdout, print the metrics as JSON; or, with
+    --on sagemaker, run that training as a SageMaker job and print the job and its model's URI."""
+    on_sagemaker = where == "sagemaker"
+    _refuse_options(ctx, LOCAL_TRAINING_ONLY if on_sagemaker else SAGEMAKER_TRAINING_ONLY, where)
+    if on_sagemaker:
+        _train_on_sagemaker(seed=seed, horizon=horizon, bucket=bucket, **sagemaker)
+        return
     from ml.data import lake_history
     from ml.train import model_card, train
 
@@ -192,6 +259,63 @@ def model_train(
     if card:
         card.write_text(model_card(result))
     click.echo(dumps({"model_version": result.model_version, **result.metrics}))
+
+
+def _refuse_options(ctx: click.Context, names: tuple[str, ...], where: str) -> None:
+    given = [
+        f"--{name.replace('_', '-')}"
+        for name in names
+        if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
+    ]
+    if given:
+        other = "sagemaker" if where == "local" else "local"
+        raise click.UsageError(f"{', '.join(given)}: only with --on {other}")
+
+
+def _train_on_sagemaker(
+    *,
+    seed: int,
+    horizon: float,
+    bucket: str | None,
+    role: str | None,
+    instance_type: str,
+    volume_size: int,
+    max_run: int,
+    prefix: str,
+    wait: bool,
+) -> None:
+    from pydantic import ValidationError
+
+    from ml.sagemaker_job import (
+        TrainingJobError,
+        TrainingJobSettings,
+        job_spec,
+        require_sdk,
+        start,
+    )
+
+    try:
+        settings = TrainingJobSettings(**({"bucket_name": bucket} if bucket else {}))
+    except ValidationError as exc:
+        raise click.UsageError(str(exc)) from exc
+    try:
+        require_sdk()
+        spec = job_spec(
+            settings,
+            prefix=prefix,
+            role_arn=role,
+            instance_type=instance_type,
+            volume_size_gb=volume_size,
+            max_run_s=max_run * 60,
+            seed=seed,
+            horizon_s=horizon,
+            base_job_name=f"{prefix}-train",
+        )
+        job = start(spec, wait=wait)
+    except TrainingJobError as exc:
+        raise click.ClickException(f"{exc} [{exc.code}]") from exc
+    deploy = f"tradestream deploy --target aws --prefix {prefix} --model-uri {job.model_uri}"
+    click.echo(dumps({**job.to_json(), "lake_uri": spec.lake_uri, "deploy": deploy}))
 
 
 @model.command("package")
