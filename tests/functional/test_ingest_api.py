@@ -15,8 +15,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from ingest_api import IngestSettings, RunningServer, start_in_thread
+from tests.support.deaggregated import by_aws_kinesis_agg, by_kpl, trade_ids
 from tests.support.faults import FaultProxy
-from tradestream import aws
+from tests.support.kinesis import read_stream
+from tradestream import aws, kpl
 from tradestream.local.moto_server import MotoHandle
 from tradestream.trade import RawTrade, Trade, stamp
 
@@ -209,6 +211,53 @@ def test_throttled_entries_are_resent_so_every_trade_lands_exactly_once(
         _sample(metrics, "ingest_kinesis_entries_retried_total")
         >= proxy.injected["PutRecords:entries"]
     )
+
+
+def test_with_aggregation_posted_trades_arrive_exactly_in_few_aggregates(stream: str) -> None:
+    # GIVEN the service with aggregation on
+    bodies = [[_trade(r * 100 + n, f"S{n % 5}") for n in range(50)] for r in range(20)]
+    with _serve(stream, aggregation=True) as server:
+        # WHEN 20 requests of 50 trades arrive at once
+        responses = asyncio.run(_post_concurrently(server.url, bodies))
+        metrics = httpx.get(f"{server.url}/metrics").text
+    # THEN all are 202, and both readers find each of the 1,000 trades in the stream once
+    assert [r.status_code for r in responses] == [202] * 20
+    sent = [i for r in responses for i in r.json()["ids"]]
+    assert sent == [i for body in bodies for i in _ids(body)]
+    records = read_stream(aws.client("kinesis"), stream)
+    ours = by_kpl(records)
+    assert by_aws_kinesis_agg(records) == ours
+    assert Counter(trade_ids(ours)) == Counter(sent)
+    assert len(set(sent)) == 1000
+    # AND the Kinesis records are few aggregates, counted apart from the trades
+    assert _sample(metrics, "ingest_kinesis_records_put_total") == len(records) < 100
+    assert _sample(metrics, "ingest_kinesis_aggregates_put_total") == sum(
+        1 for r in records if kpl.is_aggregate(r["Data"])
+    )
+    assert _sample(metrics, "ingest_trades_accepted_total") == 1000
+
+
+def test_with_aggregation_refused_aggregates_are_resent_so_every_trade_lands_once(
+    stream: str, proxy: FaultProxy
+) -> None:
+    # GIVEN small aggregates (1 KiB) and Kinesis throttling 30% of PutRecords entries
+    proxy.kinesis_put_failure_rate = 0.3
+    bodies = [[_trade(r * 100 + n, f"S{n % 5}") for n in range(50)] for r in range(8)]
+    with _serve(stream, aggregation=True, aggregation_max_bytes=1024) as server:
+        # WHEN 8 requests of 50 trades arrive at once
+        responses = asyncio.run(_post_concurrently(server.url, bodies))
+        metrics = httpx.get(f"{server.url}/metrics").text
+    # THEN all are 202 and the stream holds each of the 400 trades exactly once
+    assert [r.status_code for r in responses] == [202] * 8
+    sent = [i for r in responses for i in r.json()["ids"]]
+    records = read_stream(aws.client("kinesis"), stream)
+    assert Counter(trade_ids(by_kpl(records))) == Counter(sent)
+    assert len(set(sent)) == 400
+    # AND exactly the refused aggregates were sent again
+    injected = proxy.injected["PutRecords:entries"]
+    assert _sample(metrics, "ingest_kinesis_entries_retried_total") == injected > 0
+    assert _sample(metrics, "ingest_trades_retried_total") > injected
+    assert _sample(metrics, "ingest_kinesis_records_put_total") == len(records)
 
 
 def test_entries_failing_beyond_the_budget_give_503_listing_the_durable_ids(

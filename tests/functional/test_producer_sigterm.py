@@ -1,5 +1,5 @@
 """``python -m producer`` under SIGTERM with a full buffer: it flushes within the deadline, exits 0,
-and every trade it reports as received is in the stream."""
+and every trade it reports as received is in the stream; with aggregation on and off."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from producer.settings import DEFAULT_SYMBOLS
+from tests.support.deaggregated import by_kpl, trade_ids
 from tests.support.faults import FaultProxy
 from tests.support.kinesis import create_stream, read_stream
 from tradestream.local.moto_server import MotoHandle
@@ -37,8 +38,9 @@ def first_ids(seed: int, count: int) -> list[str]:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("aggregation", [False, True], ids=["plain", "aggregated"])
 def test_sigterm_flushes_a_full_buffer_within_the_deadline(
-    aws_env: str, moto: MotoHandle, unique: str
+    aws_env: str, moto: MotoHandle, unique: str, aggregation: bool
 ) -> None:
     # GIVEN a producer process feeding a stream slowed by 30% of entries failing, fast source
     stream = f"sigterm-{unique}"
@@ -58,6 +60,7 @@ def test_sigterm_flushes_a_full_buffer_within_the_deadline(
             "PUT_BACKOFF_MAX_SECONDS": "0.1",
             "MAX_PUT_ATTEMPTS": "50",
             "SHUTDOWN_DEADLINE_SECONDS": str(DEADLINE),
+            "AGGREGATION": str(aggregation).lower(),
             # The test reads the INFO line that says the signal was seen.
             "LOG_LEVEL": "INFO",
         }
@@ -92,7 +95,8 @@ def test_sigterm_flushes_a_full_buffer_within_the_deadline(
     # AND everything it received was published, and is in the stream
     assert (stats["failed"], stats["buffered"]) == (0, 0)
     assert stats["published"] == stats["received"] > BUFFER
-    in_stream = Counter(json.loads(r["Data"])["id"] for r in read_stream(kinesis, stream))
+    records = read_stream(kinesis, stream)
+    in_stream = Counter(trade_ids(by_kpl(records)))
     assert sum(in_stream.values()) == stats["published"]
     assert in_stream == Counter(first_ids(4, stats["received"]))
     assert '"message":"stop requested"' in err
