@@ -21,9 +21,9 @@ pytestmark = pytest.mark.slow
 def test_the_plans_deploy_line_creates_a_stream_with_the_plans_shards(
     moto: MotoHandle, tmp_path: Path
 ) -> None:
-    # GIVEN the plan for 6,000 trades/s: one aggregated shard would carry them, but the mapping
+    # GIVEN the plan for 6,000 aggregated trades/s: one shard would carry them, but the mapping
     # would need 3 batches per shard and hotstore.yaml deploys 1, so it asks for 3 shards
-    planned = CliRunner().invoke(plan_command, ["--trades-per-second", "6000"])
+    planned = CliRunner().invoke(plan_command, ["--trades-per-second", "6000", "--aggregation"])
     assert planned.exit_code == 0, planned.output
     line = planned.output.strip().splitlines()[-1].split()
     assert line[:4] == ["tradestream", "deploy", "--target", "aws"]

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from tradestream.aggregation import AGGREGATION_DEFAULT, AGGREGATION_DEFAULT_MAX_BYTES
 from tradestream.capacity.assumptions import DEPLOYED, MEASURED
 from tradestream.capacity.load import Load, PlanInputError
 from tradestream.capacity.model import plan
@@ -129,7 +130,9 @@ def test_put_payload_units_count_25_kb_chunks_per_record(record_bytes: int, unit
 
 
 def test_an_aggregate_of_51_200_bytes_is_two_put_payload_units() -> None:
-    # GIVEN the KPL's default aggregate size, full (6,500 trades/s: 325 per 50 ms linger)
+    # GIVEN the producer's (and the KPL's) default aggregate size, full (6,500 trades/s: 325
+    # per 50 ms linger)
+    assert AGGREGATION_DEFAULT_MAX_BYTES == 51_200
     _, with_ = scenarios(6_500)
     # THEN 51,064 bytes are 2 units (51,064 / 25,600 = 1.99), i.e. 2 units per 323 trades
     assert with_.kinesis.stream.record_bytes == 51_064
@@ -318,7 +321,7 @@ def test_the_deployed_settings_are_the_templates_and_the_producers_defaults() ->
 
 
 def test_the_text_ends_with_the_deploy_command_line_of_the_plan() -> None:
-    result = plan(Load(2_500), US_EAST_1)
+    result = plan(Load(2_500), US_EAST_1, aggregated=True)
     last = as_text(result).splitlines()[-1]
     assert last == result.deploy.command
     assert last.startswith("tradestream deploy --target aws --region us-east-1 --shards ")
@@ -327,10 +330,20 @@ def test_the_text_ends_with_the_deploy_command_line_of_the_plan() -> None:
     assert any("ParallelizationFactor 2" in note for note in result.notes)
 
 
+def test_the_deploy_line_is_for_what_the_producer_runs() -> None:
+    # GIVEN 2,500 trades/s WHEN the producer does not aggregate
+    unaggregated = plan(Load(2_500), US_EAST_1, aggregated=False)
+    # THEN the deploy line asks for the 3 shards 2,500 plain records need
+    assert unaggregated.deploy.command.endswith("--shards 3 --inference serverless")
+    assert as_text(unaggregated).splitlines()[-2] == "Deploy it, for AGGREGATION=false:"
+    # AND by default the plan follows the producer's own AGGREGATION default
+    assert plan(Load(2_500), US_EAST_1).deploy.aggregated is AGGREGATION_DEFAULT
+
+
 def test_a_plan_beyond_the_stream_templates_500_shards_deploys_on_demand() -> None:
     # GIVEN 2,000,000 trades/s: the hotstore alone needs ceil(2e6 / 2,152.1) = 930 shards at
     # the template's factor of 1
-    result = plan(Load(2_000_000), US_EAST_1)
+    result = plan(Load(2_000_000), US_EAST_1, aggregated=True)
     # THEN the deploy line asks for an on-demand stream, and says why
     assert result.deploy.shards == math.ceil(2_000_000 / 2_152.1) == 930
     assert result.deploy.command == (
@@ -342,14 +355,15 @@ def test_a_plan_beyond_the_stream_templates_500_shards_deploys_on_demand() -> No
 
 def test_json_holds_both_scenarios_with_their_shards_and_monthly_cost() -> None:
     runner = CliRunner()
-    done = runner.invoke(plan_command, ["--trades-per-second", "2500", "--json"])
+    done = runner.invoke(plan_command, ["--trades-per-second", "2500", "--aggregation", "--json"])
     assert done.exit_code == 0, done.output
     answer = json.loads(done.output)
-    expected = as_dict(plan(Load(2_500), US_EAST_1))
+    expected = as_dict(plan(Load(2_500), US_EAST_1, aggregated=True))
     for name in ("without_aggregation", "with_aggregation"):
         assert answer[name]["shards"] == expected[name]["shards"]
         assert answer[name]["monthly_usd"] == expected[name]["monthly_usd"]
     assert (answer["without_aggregation"]["shards"], answer["with_aggregation"]["shards"]) == (3, 1)
+    assert answer["deploy"]["for"] == "with_aggregation"
     assert answer["deploy"]["command"].endswith("--shards 2 --inference serverless")
 
 
@@ -373,7 +387,7 @@ def documented_output() -> str:
 
 
 def test_the_worked_example_in_the_docs_is_what_the_planner_prints() -> None:
-    done = CliRunner().invoke(plan_command, ["--trades-per-second", "2500"])
+    done = CliRunner().invoke(plan_command, ["--trades-per-second", "2500", "--aggregation"])
     assert done.exit_code == 0, done.output
     assert done.output.rstrip("\n") == documented_output()
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tradestream.aggregation import (
+    AGGREGATION_DEFAULT_MAX_BYTES,
+    AGGREGATION_MAX_MAX_BYTES,
+    AGGREGATION_MIN_MAX_BYTES,
+)
 from tradestream.capacity.assumptions import DEPLOYED
 from tradestream.limits import KINESIS_MAX_PARTITION_KEY_CHARS, KINESIS_MAX_RECORD_BYTES
 
-# The KPL's default AggregationMaxSize: 51,200 bytes, two PUT payload units exactly.
-DEFAULT_AGGREGATE_BYTES = 51_200
 DEFAULT_TRADE_BYTES = 150
 
 
@@ -24,7 +27,8 @@ class Load:
     avg_trade_bytes: int = DEFAULT_TRADE_BYTES
     symbols: int = DEPLOYED.default_symbols
     partition_key_bytes: int = 4  # "AAPL"
-    aggregate_target_bytes: int = DEFAULT_AGGREGATE_BYTES
+    # The producer's AGGREGATION_MAX_BYTES: 51,200 by default, the KPL's, two PUT payload units.
+    aggregate_target_bytes: int = AGGREGATION_DEFAULT_MAX_BYTES
 
     def __post_init__(self) -> None:
         if self.trades_per_second < 1:
@@ -35,5 +39,12 @@ class Load:
             raise PlanInputError("a partition key is 1 to 256 characters")
         if not 2 <= self.avg_trade_bytes <= KINESIS_MAX_RECORD_BYTES - 64:
             raise PlanInputError("a trade must fit one Kinesis record (1 MiB with its key)")
-        if not 256 <= self.aggregate_target_bytes <= KINESIS_MAX_RECORD_BYTES:
-            raise PlanInputError("the aggregate target size is 256 bytes to 1 MiB")
+        if (
+            not AGGREGATION_MIN_MAX_BYTES
+            <= self.aggregate_target_bytes
+            <= AGGREGATION_MAX_MAX_BYTES
+        ):
+            raise PlanInputError(
+                "the aggregate size is what AGGREGATION_MAX_BYTES takes: "
+                f"{AGGREGATION_MIN_MAX_BYTES:,} to {AGGREGATION_MAX_MAX_BYTES:,} bytes"
+            )

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from tradestream.aggregation import AGGREGATION_DEFAULT
 from tradestream.capacity import stream
 from tradestream.capacity.assumptions import DEPLOYED, MEASURED, Deployed, Measured
 from tradestream.capacity.costs import Cost, total
@@ -62,12 +63,17 @@ class Scenario:
 
 @dataclass(frozen=True)
 class Deploy:
-    """What to pass `tradestream deploy` for the recommended scenario."""
+    """What to pass `tradestream deploy` for the scenario the producer will run."""
 
+    aggregated: bool  # whether the producer and the ingest service run AGGREGATION=true
     stream_mode: str
     shards: int
     inference: str
     region: str
+
+    @property
+    def scenario(self) -> str:
+        return "with_aggregation" if self.aggregated else "without_aggregation"
 
     @property
     def command(self) -> str:
@@ -93,13 +99,18 @@ class Plan:
 def plan(
     load: Load,
     prices: Prices,
+    *,
+    aggregated: bool = AGGREGATION_DEFAULT,
     deployed: Deployed = DEPLOYED,
     measured: Measured = MEASURED,
 ) -> Plan:
+    """Both scenarios; the deploy line is for the one the producer runs (``aggregated``: its
+    AGGREGATION setting, by default the producer's own default)."""
     without = scenario(load, _stream(load, deployed, measured, False), prices, deployed, measured)
     with_ = scenario(load, _stream(load, deployed, measured, True), prices, deployed, measured)
-    deploy = _deploy(load, with_, prices.region, deployed, measured)
-    return Plan(load, prices, without, with_, deploy, _notes(load, with_, deploy, deployed))
+    chosen = with_ if aggregated else without
+    deploy = _deploy(load, chosen, aggregated, prices.region, deployed, measured)
+    return Plan(load, prices, without, with_, deploy, _notes(load, chosen, deploy, deployed))
 
 
 def _stream(load: Load, deployed: Deployed, measured: Measured, aggregate: bool) -> StreamNeeds:
@@ -141,11 +152,16 @@ def scenario(
 
 
 def _deploy(
-    load: Load, chosen: Scenario, region: str, deployed: Deployed, measured: Measured
+    load: Load,
+    chosen: Scenario,
+    aggregated: bool,
+    region: str,
+    deployed: Deployed,
+    measured: Measured,
 ) -> Deploy:
     shards = max(chosen.shards, deployable_shards(load.trades_per_second, deployed, measured))
     mode = chosen.kinesis.mode if shards <= deployed.max_template_shards else "ON_DEMAND"
-    return Deploy(mode, shards, chosen.inference.mode, region)
+    return Deploy(aggregated, mode, shards, chosen.inference.mode, region)
 
 
 def deployable_shards(trades_per_second: int, deployed: Deployed, measured: Measured) -> int:

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 HOURS_PER_MONTH = 730
 SECONDS_PER_MONTH = HOURS_PER_MONTH * 3600
 GB = 1024**3
-KINESIS_PUT_PAYLOAD_UNIT_BYTES = 25 * 1024  # "a 5KB record contains one PUT Payload Unit"
 KINESIS_ON_DEMAND_BILLING_INCREMENT_BYTES = 1024  # on-demand: "rounded up to the nearest 1 KB"
 FIREHOSE_BILLING_INCREMENT_BYTES = 5 * 1024  # "billed per GB ingested in 5KB increments"
 

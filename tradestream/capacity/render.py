@@ -9,9 +9,6 @@ from tradestream.capacity.costs import Cost
 from tradestream.capacity.model import Plan, Scenario
 from tradestream.capacity.prices import PRICES_READ_ON, SOURCES
 
-SCENARIOS = ("without_aggregation", "with_aggregation")
-# The producer aggregates by default, and aggregation is never the dearer of the two.
-RECOMMENDED = "with_aggregation"
 COMPONENTS = ("kinesis", "hotstore", "dynamodb", "firehose", "enrich", "s3", "sagemaker")
 
 
@@ -40,8 +37,8 @@ def as_dict(plan: Plan) -> dict[str, Any]:
         "price_sources": SOURCES,
         "without_aggregation": _scenario(plan.without_aggregation),
         "with_aggregation": _scenario(plan.with_aggregation),
-        "recommended": RECOMMENDED,
         "deploy": {
+            "for": plan.deploy.scenario,
             "stream_mode": plan.deploy.stream_mode,
             "shards": plan.deploy.shards,
             "inference": plan.deploy.inference,
@@ -130,6 +127,7 @@ def _number(value: Any) -> float:
 # --- text -----------------------------------------------------------------------------------------
 
 Row = tuple[str, Callable[[Scenario], str]]
+_TITLES = {"without_aggregation": "without aggregation", "with_aggregation": "with aggregation"}
 
 
 def as_text(plan: Plan) -> str:
@@ -150,12 +148,14 @@ def as_text(plan: Plan) -> str:
         label = f"  {component}{_mode(with_, component)}"
         lines.append(_row(label, _money(totals[0][component]), _money(totals[1][component])))
     lines.append(_row("  total", _money(without.monthly_usd), _money(with_.monthly_usd)))
-    lines += ["", "Made of (with aggregation): quantity a month x unit price"]
-    lines.extend(_itemised(with_.costs))
+    chosen = with_ if plan.deploy.aggregated else without
+    lines += ["", f"Made of ({_TITLES[plan.deploy.scenario]}): quantity a month x unit price"]
+    lines.extend(_itemised(chosen.costs))
     if plan.notes:
         lines += ["", "Notes:"]
         lines.extend(f"  - {note}" for note in plan.notes)
-    lines += ["", "Deploy it (the producer aggregates by default):", plan.deploy.command]
+    setting = "true" if plan.deploy.aggregated else "false"
+    lines += ["", f"Deploy it, for AGGREGATION={setting}:", plan.deploy.command]
     return "\n".join(lines)
 
 

@@ -17,8 +17,8 @@ import math
 from dataclasses import dataclass, replace
 from fractions import Fraction
 
+from tradestream.aggregation import PUT_PAYLOAD_UNIT_BYTES
 from tradestream.capacity.packing import Packed, fits_one, pack
-from tradestream.capacity.prices import KINESIS_PUT_PAYLOAD_UNIT_BYTES
 from tradestream.limits import (
     KINESIS_SHARD_READ_BYTES_PER_SECOND,
     KINESIS_SHARD_WRITE_BYTES_PER_SECOND,
@@ -54,7 +54,7 @@ class StreamNeeds:
 
     @property
     def put_payload_units_per_record(self) -> int:
-        return math.ceil(self.record_bytes / KINESIS_PUT_PAYLOAD_UNIT_BYTES)
+        return math.ceil(self.record_bytes / PUT_PAYLOAD_UNIT_BYTES)
 
     @property
     def put_payload_units_per_second(self) -> Fraction:

@@ -13,12 +13,13 @@ import json
 
 import click
 
-from tradestream.capacity.load import (
-    DEFAULT_AGGREGATE_BYTES,
-    DEFAULT_TRADE_BYTES,
-    Load,
-    PlanInputError,
+from tradestream.aggregation import (
+    AGGREGATION_DEFAULT,
+    AGGREGATION_DEFAULT_MAX_BYTES,
+    AGGREGATION_MAX_MAX_BYTES,
+    AGGREGATION_MIN_MAX_BYTES,
 )
+from tradestream.capacity.load import DEFAULT_TRADE_BYTES, Load, PlanInputError
 from tradestream.capacity.model import plan
 from tradestream.capacity.prices import PRICES, UnknownRegionError, prices_for
 from tradestream.capacity.render import as_dict, as_text
@@ -44,10 +45,16 @@ _REGION_HELP = f"Region whose prices to use; known: {', '.join(sorted(PRICES))}.
 )
 @click.option(
     "--aggregate-bytes",
-    type=click.IntRange(min=256),
-    default=DEFAULT_AGGREGATE_BYTES,
+    type=click.IntRange(AGGREGATION_MIN_MAX_BYTES, AGGREGATION_MAX_MAX_BYTES),
+    default=AGGREGATION_DEFAULT_MAX_BYTES,
     show_default=True,
-    help="The producer's target size of a KPL aggregated record.",
+    help="The producer's AGGREGATION_MAX_BYTES: a KPL aggregated record's size.",
+)
+@click.option(
+    "--aggregation/--no-aggregation",
+    default=AGGREGATION_DEFAULT,
+    show_default=True,
+    help="Which plan the deploy line is for: the producer's and ingest's AGGREGATION setting.",
 )
 @click.option("--region", default="us-east-1", show_default=True, help=_REGION_HELP)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
@@ -56,6 +63,7 @@ def plan_command(
     avg_trade_bytes: int,
     symbols: int,
     aggregate_bytes: int,
+    aggregation: bool,
     region: str,
     as_json: bool,
 ) -> None:
@@ -68,7 +76,7 @@ def plan_command(
             symbols=symbols,
             aggregate_target_bytes=aggregate_bytes,
         )
-        result = plan(load, prices_for(region))
+        result = plan(load, prices_for(region), aggregated=aggregation)
     except (PlanInputError, UnknownRegionError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(json.dumps(as_dict(result), sort_keys=True) if as_json else as_text(result))
