@@ -317,6 +317,21 @@ def test_the_deployed_settings_are_the_templates_and_the_producers_defaults() ->
     assert len(DEFAULT_SYMBOLS) == DEPLOYED.default_symbols
 
 
+def test_the_measured_figures_are_the_ones_the_benchmark_docs_report() -> None:
+    # The planner's throughputs are the docs' measurements, to the digit: a rerun that changes
+    # the docs must change the planner too.
+    docs = DOCS.parent
+    benchmarks = (docs / "benchmarks.md").read_text(encoding="utf-8")
+    model = (docs / "bench-model.md").read_text(encoding="utf-8")
+    hotstore = MEASURED.hotstore_trades_per_second_per_invocation
+    assert f"| hotstore handler (BatchWriteItem) | 5,118 | 2.378 | {hotstore:,} |" in benchmarks
+    enrich = MEASURED.enrich_records_per_second_per_invocation
+    assert f"| enrich handler (one call per chunk) | 3,000 | 0.119 | {enrich:,} |" in benchmarks
+    predictions = MEASURED.model_predictions_per_second_per_core
+    p50_ms = MEASURED.model_seconds_per_prediction * 1000 * 1000
+    assert f"| application/json | 1 | 300 | {predictions:,} | {p50_ms:.3f} |" in model
+
+
 # --- output ---------------------------------------------------------------------------------------
 
 
