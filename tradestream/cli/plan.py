@@ -28,7 +28,12 @@ _REGION_HELP = f"Region whose prices to use; known: {', '.join(sorted(PRICES))}.
 
 
 @click.command("plan")
-@click.option("--trades-per-second", type=click.IntRange(min=1), required=True)
+@click.option(
+    "--trades-per-second",
+    type=click.IntRange(min=1),
+    required=True,
+    help="The steady load to plan for.",
+)
 @click.option(
     "--avg-trade-bytes",
     type=click.IntRange(min=2),
