@@ -20,6 +20,7 @@ import click
 from tradestream.cli.deploy import deploy_command, destroy_command
 from tradestream.cli.dlq import dlq_command
 from tradestream.cli.lake import lake_command
+from tradestream.cli.plan import plan_command
 from tradestream.cli.replay import replay_command
 from tradestream.trade import dumps
 
@@ -416,6 +417,7 @@ main.add_command(destroy_command)
 main.add_command(lake_command)
 main.add_command(replay_command)
 main.add_command(dlq_command)
+main.add_command(plan_command)
 
 
 if __name__ == "__main__":
