@@ -38,6 +38,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from ml.data import DATA_PREFIX
 from tradestream import aws
 from tradestream.deploy.options import Names
 from tradestream.retry import error_code
@@ -84,7 +85,7 @@ class TrainingJobSettings(BaseSettings):
     model_config = SettingsConfigDict(extra="ignore", frozen=True, env_ignore_empty=True)
 
     bucket_name: str | None = Field(default=None, pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
-    data_prefix: str = Field(default="trades/", pattern=r"^([^*?\[\]{}]+/)?$")
+    data_prefix: str = Field(default=DATA_PREFIX, pattern=r"^([^*?\[\]{}]+/)?$")
     artifacts_bucket: str | None = Field(
         default=None, pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$"
     )

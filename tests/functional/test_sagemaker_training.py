@@ -72,6 +72,30 @@ def _venv_or_skip(build: Any, what: str) -> Path:
     return venv
 
 
+@pytest.mark.parametrize(
+    "failure",
+    [
+        subprocess.CalledProcessError(1, ["pip", "install", "sagemaker"]),
+        VenvUnavailableError("no Python 3.9 on PATH"),
+    ],
+)
+def test_a_venv_that_cannot_be_built_skips_saying_why_except_in_ci(
+    failure: Exception, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def build() -> Path:
+        raise failure
+
+    # GIVEN a venv whose build fails (pip offline, no such interpreter)
+    # WHEN a test asks for it outside CI THEN it is skipped, with the reason
+    monkeypatch.delenv("CI", raising=False)
+    with pytest.raises(pytest.skip.Exception, match=r"the SDK's venv cannot be built here"):
+        _venv_or_skip(build, "the SDK")
+    # AND in CI it fails instead: CI must run these tests
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="CI must run the SDK"):
+        _venv_or_skip(build, "the SDK")
+
+
 @pytest.fixture(scope="module")
 def sdk_python() -> str:
     return str(_venv_or_skip(sagemaker_sdk_venv, "the SageMaker Python SDK") / "bin" / "python")
