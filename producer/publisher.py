@@ -143,7 +143,10 @@ class KinesisPublisher:
         self._budget = retry or RetryBudget(20, Backoff(0.1, 5.0))
         self._packer: Packer[_Entry] = Packer(aggregation_max_bytes, shards)
         self._buffer_max = buffer_max_records
-        self._slots = asyncio.Semaphore(buffer_max_records)
+        # Set while the buffer has room: a counter and an event rather than a semaphore, so that
+        # settling the ~300 trades of an aggregate is one step, not 300 releases.
+        self._room = asyncio.Event()
+        self._room.set()
         self._pending: Backlog[_Entry] = Backlog()
         # Packed from _pending: the batch in flight, or the records waiting for a resend.
         self._unsent: list[_Record] = []
@@ -180,6 +183,7 @@ class KinesisPublisher:
         self._closing = True
         self._arrived.set()
         self._full.set()
+        self._room.set()  # a put waiting for room learns the publisher is closed
         if self._task is not None:
             done, _ = await asyncio.wait({self._task}, timeout=max(deadline_seconds, 0))
             if not done:
@@ -205,9 +209,10 @@ class KinesisPublisher:
                 extra={"trade_id": entry.trade_id, "bytes": entry.size},
             )
             return False
-        await self._slots.acquire()
+        while self.stats.buffered >= self._buffer_max and not self._closing:
+            self._room.clear()
+            await self._room.wait()
         if self._closing:
-            self._slots.release()
             raise PublisherClosedError()
         self._pending.append(entry)
         self.stats.received += 1
@@ -332,8 +337,8 @@ class KinesisPublisher:
 
     def _settle(self, trades: int) -> None:
         self.stats.buffered -= trades
-        for _ in range(trades):
-            self._slots.release()
+        if self.stats.buffered < self._buffer_max:
+            self._room.set()
 
     def _fail(self, entries: Iterable[_Entry], reason: str) -> None:
         for entry in entries:
