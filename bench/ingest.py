@@ -74,9 +74,23 @@ _SUMMARY = json.dumps(
 ).encode()
 
 
+# One shard over the whole hash key range: the shard every answer names (aggregation packs by it).
+_SHARDS = json.dumps(
+    {
+        "Shards": [
+            {
+                "ShardId": "shardId-000000000000",
+                "HashKeyRange": {"StartingHashKey": "0", "EndingHashKey": str(2**128 - 1)},
+                "SequenceNumberRange": {"StartingSequenceNumber": "1"},
+            }
+        ]
+    }
+).encode()
+
+
 class StandIn:
-    """A raw ASGI app answering PutRecords (every entry accepted), PutRecord and DescribeStream-
-    Summary; GET /stats tells how many calls and records it took."""
+    """A raw ASGI app answering PutRecords (every entry accepted), PutRecord, DescribeStream-
+    Summary and ListShards; GET /stats tells how many calls and records it took."""
 
     def __init__(self) -> None:
         self.stats = {"PutRecords": 0, "PutRecord": 0, "records": 0}
@@ -114,6 +128,8 @@ class StandIn:
             answer = b'{"SequenceNumber":"1","ShardId":"shardId-000000000000"}'
         elif target.endswith(b".DescribeStreamSummary"):
             answer = _SUMMARY
+        elif target.endswith(b".ListShards"):
+            answer = _SHARDS
         elif scope["path"] == "/stats":
             answer = json.dumps(self.stats).encode()
         else:
