@@ -25,11 +25,13 @@ from producer.app import ProducerError, ProducerStats, run
 from producer.settings import ProducerSettings
 from producer.sources import Frame, SourceStats, SyntheticSource
 from tests.support.authorizing_moto import free_port
+from tests.support.deaggregated import by_kpl
 from tests.support.fake_finnhub import FakeFinnhub
 from tests.support.faults import FaultProxy
 from tests.support.kinesis import create_stream, read_stream
 from tests.support.progress import Progress
 from tests.support.prometheus import samples
+from tradestream import kpl
 from tradestream.local.moto_server import MotoHandle
 
 REPO = Path(__file__).resolve().parents[2]
@@ -159,6 +161,38 @@ async def test_calls_failing_as_a_whole_count_as_errors(
     assert calls["ok"] == stats.put_calls - 2 > 0
     assert scraped["producer_entries_retried_total"] == stats.retried > 0
     assert scraped["producer_records_published_total"] == len(read_stream(kinesis, stream))
+
+
+async def test_with_aggregation_trades_and_kinesis_records_are_counted_apart(
+    aws_env: str, moto: MotoHandle, unique: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # GIVEN an aggregating producer (2 KiB aggregates) behind a proxy failing ~20% of entries
+    stream = f"metrics-agg-{unique}"
+    kinesis = create_stream(stream)
+    settings = producer_settings(stream, 2000, free_port()).model_copy(
+        update={"aggregation": True, "aggregation_max_bytes": 2048}
+    )
+    with FaultProxy(moto.url, seed=9) as proxy:
+        proxy.kinesis_put_failure_rate = 0.2
+        monkeypatch.setenv("AWS_ENDPOINT_URL", proxy.url)
+        # WHEN every trade is published and the endpoint is scraped
+        scraped, _, final = await produce_and_scrape(settings)
+    records = read_stream(kinesis, stream)
+    # THEN Kinesis records are counted as they are in the stream, and trades as they are in them
+    assert (
+        scraped["producer_kinesis_records_put_total"] == len(records) == final.kinesis_records_put
+    )
+    assert scraped["producer_aggregates_put_total"] == sum(
+        1 for r in records if kpl.is_aggregate(r["Data"])
+    )
+    assert scraped["producer_records_published_total"] == len(by_kpl(records)) == final.published
+    assert scraped["producer_trades_per_kinesis_record"] == pytest.approx(
+        final.published / len(records)
+    )
+    # AND the resent Kinesis records are the entries the proxy refused; the trades resent more
+    injected = proxy.injected["PutRecords:entries"]
+    assert scraped["producer_kinesis_records_retried_total"] == injected > 0
+    assert scraped["producer_entries_retried_total"] == final.retried > injected
 
 
 OUTCOMES = ("ok", "partial", "error")
