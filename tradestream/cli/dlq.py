@@ -134,10 +134,7 @@ def table_row(message: DlqMessage) -> list[str]:
         shown = "(in the stream)" if message.kind == "on-failure" or message.data_omitted else ""
     else:
         shown = _cut(BASE64_MARK + payload if encoding == "base64" else payload)
-    if message.kind == "on-failure":
-        position = f"{message.start_sequence_number}..{message.end_sequence_number}"
-    else:
-        position = message.sequence_number or ""
+    position = message.position
     where = "/".join(part for part in (message.stream_name, message.shard_id) if part)
     records = str(message.batch_size) if message.kind != "unknown" else ""
     # Ids and positions whole (they are what --message-id and --shard take); prose cut short.

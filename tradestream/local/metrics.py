@@ -133,7 +133,12 @@ _HOTSTORE: tuple[tuple[str, str, Callable[[MappingStats], int]], ...] = (
     ("hotstore_bisections", "Failed batches split in halves.", lambda m: m.bisections),
 )
 _LAKE: tuple[tuple[str, str, Callable[[FirehoseStats], int]], ...] = (
-    ("lake_records_read", "Records read from the source stream.", lambda f: f.records_in),
+    ("lake_records_read", "Kinesis records read from the source stream.", lambda f: f.records_in),
+    (
+        "lake_user_records_read",
+        "User records read (each trade of a KPL aggregate counts).",
+        lambda f: f.user_records_in,
+    ),
     ("lake_bytes_read", "Bytes of records read from the source stream.", lambda f: f.bytes_in),
     ("lake_records_ok", "Records the transform answered Ok.", lambda f: f.ok),
     ("lake_records_dropped", "Records the transform answered Dropped.", lambda f: f.dropped),
