@@ -69,7 +69,7 @@ class IngestSettings(BaseSettings):
     # AGGREGATION_MAX_BYTES. The same default as the producer's, and for the same reason: a shard
     # takes 1,000 records/s, and the service alone puts more (2,000 single-trade requests/s or
     # 90,000 trades/s in batches with two workers, docs/bench-ingest.md): without aggregation
-    # that is 2 to 90 shards, with it the shard's 1 MiB/s is the limit (~6,000 trades/s). It adds
+    # that is 2 to 90 shards, with it the shard's 1 MiB/s is the limit (~8,000 trades/s). It adds
     # no wait (the group commit's linger is unchanged) and trades CPU for fewer, larger entries.
     # What it changes for a request: trades of several requests share a Kinesis record, so a
     # refused record delays all of them until its resend, and a resend carries the trades of

@@ -76,7 +76,7 @@ class ProducerSettings(BaseSettings):
     # KPL aggregation: the trades waiting for a call packed into aggregated records per shard,
     # each at most AGGREGATION_MAX_BYTES (its Kinesis size, <= 1 MiB). A shard takes 1,000
     # records/s, which without aggregation is 1,000 trades/s; with it, its 1 MiB/s is the limit
-    # (~6,000 trades/s). Every consumer of the stream must deaggregate (docs/aggregation.md).
+    # (~8,000 trades/s). Every consumer of the stream must deaggregate (docs/aggregation.md).
     aggregation: bool = AGGREGATION_DEFAULT
     aggregation_max_bytes: int = Field(
         default=AGGREGATION_DEFAULT_MAX_BYTES,
