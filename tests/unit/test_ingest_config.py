@@ -43,6 +43,8 @@ def test_settings_come_from_upper_case_environment(monkeypatch: pytest.MonkeyPat
         {"ingest_api_keys": KEY_A, "rate_limit_per_second": 0},
         {"ingest_api_keys": KEY_A, "put_backoff_base_ms": 500, "put_backoff_max_ms": 100},
         {"ingest_api_keys": KEY_A, "stream_name": "no spaces allowed"},
+        {"ingest_api_keys": KEY_A, "aggregation_max_bytes": 1024 * 1024 + 1},
+        {"ingest_api_keys": KEY_A, "aggregation_max_bytes": 0},
     ],
 )
 def test_unsafe_settings_are_refused(

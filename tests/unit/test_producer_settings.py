@@ -8,6 +8,7 @@ import pytest
 from pydantic import SecretStr, ValidationError
 
 from producer.settings import ProducerSettings
+from tradestream.aggregation import AGGREGATION_DEFAULT
 
 SECRET = "sk-live-Zq9+/x=1"
 
@@ -29,6 +30,9 @@ def test_defaults_without_a_key_run_the_synthetic_source() -> None:
     assert (settings.batch_max_records, settings.batch_max_bytes) == (500, 5 * 1024 * 1024)
     assert settings.shutdown_deadline_seconds == 25
     assert settings.max_trades == 0
+    # One default for both producing paths, flipped once the consumers deaggregate
+    assert settings.aggregation is AGGREGATION_DEFAULT
+    assert settings.aggregation_max_bytes == 51_200
 
 
 def test_upper_case_environment_is_read(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -81,6 +85,9 @@ def test_replay_needs_an_existing_file(tmp_path: Path) -> None:
         ({"SYNTHETIC_RATE": "-1"}, "synthetic_rate"),
         ({"MAX_TRADES": "-5"}, "max_trades"),
         ({"LINGER_MS": "60000"}, "linger_ms"),
+        ({"AGGREGATION_MAX_BYTES": str(1024 * 1024 + 1)}, "aggregation_max_bytes"),
+        ({"AGGREGATION_MAX_BYTES": "1023"}, "aggregation_max_bytes"),
+        ({"AGGREGATION": "sometimes"}, "aggregation"),
         ({"WATCHDOG_SECONDS": "0"}, "watchdog_seconds"),
         ({"FINNHUB_URL": "ws://ws.finnhub.io"}, "must use wss://"),
         ({"FINNHUB_URL": "https://ws.finnhub.io"}, "ws:// or wss://"),
