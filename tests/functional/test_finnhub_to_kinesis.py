@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from collections import Counter
 from typing import Any
 
@@ -11,6 +10,7 @@ from pydantic import SecretStr
 
 from producer.app import run
 from producer.settings import ProducerSettings
+from tests.support.deaggregated import by_kpl, trade_ids
 from tests.support.fake_finnhub import FakeFinnhub
 from tests.support.kinesis import create_stream, read_stream
 from tests.support.progress import Progress
@@ -57,7 +57,7 @@ async def test_finnhub_trades_reach_the_stream_and_stop_unsubscribes(
         stats = await asyncio.wait_for(producer, 10)
         await finnhub.wait_received(6)  # 2 subscribes, 2 again after the drop, 2 unsubscribes
     # THEN all 5 records are in the stream: 4 distinct ids, the re-sent one twice
-    ids = Counter(json.loads(r["Data"])["id"] for r in read_stream(kinesis, stream))
+    ids = Counter(trade_ids(by_kpl(read_stream(kinesis, stream))))
     assert sum(ids.values()) == stats.published == 5
     assert len(ids) == stats.distinct == 4
     assert sorted(ids.values()) == [1, 1, 1, 2]

@@ -42,6 +42,9 @@ def _serve(stream: str, **overrides: Any) -> RunningServer:
         "readiness_cache_seconds": 0,
         "put_backoff_base_ms": 5,
         "put_backoff_max_ms": 20,
+        # Plain records, one per trade, whatever AGGREGATION's default: the tests read and count
+        # entries; the aggregated ones turn it on.
+        "aggregation": False,
         **overrides,
     }
     return start_in_thread(IngestSettings(**settings))

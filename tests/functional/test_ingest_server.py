@@ -18,6 +18,7 @@ import psutil
 from prometheus_client.parser import text_string_to_metric_families
 
 from ingest_api import IngestSettings, start_in_thread
+from tests.support.deaggregated import by_kpl
 from tradestream import aws
 from tradestream.trade import Trade
 
@@ -43,7 +44,7 @@ def _stored_ids(stream: str) -> list[str]:
         StreamName=stream, ShardId=shard, ShardIteratorType="TRIM_HORIZON"
     )["ShardIterator"]
     records = kinesis.get_records(ShardIterator=iterator, Limit=10_000)["Records"]
-    return [Trade.from_record(r["Data"]).id for r in records]
+    return [Trade.from_record(data).id for _, data in by_kpl(records)]
 
 
 def _accepted_total(url: str) -> float:

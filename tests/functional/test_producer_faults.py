@@ -16,7 +16,10 @@ from tradestream.local.moto_server import MotoHandle
 
 
 def settings_for(stream: str, trades: int) -> ProducerSettings:
+    # Plain records, one per trade, whatever AGGREGATION's default: these tests count entries
+    # (tests/functional/test_producer_aggregation.py has the aggregated ones).
     return ProducerSettings(
+        aggregation=False,
         stream_name=stream,
         source="synthetic",
         max_trades=trades,

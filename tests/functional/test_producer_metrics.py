@@ -25,7 +25,7 @@ from producer.app import ProducerError, ProducerStats, run
 from producer.settings import ProducerSettings
 from producer.sources import Frame, SourceStats, SyntheticSource
 from tests.support.authorizing_moto import free_port
-from tests.support.deaggregated import by_kpl
+from tests.support.deaggregated import by_kpl, trade_ids
 from tests.support.fake_finnhub import FakeFinnhub
 from tests.support.faults import FaultProxy
 from tests.support.kinesis import create_stream, read_stream
@@ -68,7 +68,10 @@ async def scrape(url: str) -> dict[str, float]:
 
 
 def producer_settings(stream: str, trades: int, port: int) -> ProducerSettings:
+    # Plain records, one per trade, whatever AGGREGATION's default: the tests count entries (the
+    # aggregated test below turns it on).
     return ProducerSettings(
+        aggregation=False,
         stream_name=stream,
         source="synthetic",
         max_trades=trades,
@@ -306,10 +309,7 @@ def test_the_entrypoint_serves_metrics_on_the_environment_s_port(aws_env: str, u
     final = json.loads(out.splitlines()[-1])
     assert process.returncode == 0
     assert 0 < scraped["producer_records_published_total"] <= final["published"]
-    assert (
-        Counter(json.loads(r["Data"])["id"] for r in read_stream(kinesis, stream)).total()
-        == (final["published"])
-    )
+    assert Counter(trade_ids(by_kpl(read_stream(kinesis, stream)))).total() == (final["published"])
 
 
 def _scrape_process(url: str, process: subprocess.Popen[str]) -> dict[str, float]:

@@ -18,8 +18,14 @@ async def test_every_synthetic_trade_lands_in_the_stream_in_few_calls(
     # GIVEN a stream with two shards and a producer limited to 3,000 distinct trades
     stream = f"producer-{unique}"
     kinesis = create_stream(stream)
+    # Plain records, one per trade, whatever AGGREGATION's default (the aggregated way is in
+    # test_producer_aggregation.py)
     settings = ProducerSettings(
-        stream_name=stream, source="synthetic", max_trades=3000, synthetic_seed=11
+        stream_name=stream,
+        source="synthetic",
+        max_trades=3000,
+        synthetic_seed=11,
+        aggregation=False,
     )
     # WHEN it runs to the end
     stats = await run(settings)

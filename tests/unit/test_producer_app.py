@@ -19,9 +19,9 @@ SYMBOLS = ("AAPL", "MSFT")
 
 
 def settings(**overrides: Any) -> ProducerSettings:
-    return ProducerSettings(
-        **{"source": "synthetic", "linger_ms": 0, "shutdown_deadline_seconds": 2, **overrides}
-    )
+    # Plain records (one per trade) whatever AGGREGATION's default: the fake stores Data as is.
+    base = {"source": "synthetic", "linger_ms": 0, "shutdown_deadline_seconds": 2}
+    return ProducerSettings(**{**base, "aggregation": False, **overrides})
 
 
 class FailingSource:
