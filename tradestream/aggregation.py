@@ -8,12 +8,12 @@ With aggregation, the user records waiting for a call are packed into KPL aggreg
   record's partition key, so Kinesis stores it on that same shard. The shard of a partition key
   is where the MD5 of the key, as a 128-bit integer, falls among the open shards' hash key ranges
   (ListShards). Packing per shard rather than per key matters when many keys share a shard: 50
-  symbols on one shard make 50 aggregates per call per key, one per shard (docs/aggregation.md
-  has the figures). A KCL consumer drops a user record whose key hashes outside the shard it
-  reads, so a key is never packed with another shard's. The map is fetched before the first call
-  and again when an answer puts a record on another shard than predicted (the stream was
-  resharded); while ListShards is refused or fails, records are packed **per partition key**,
-  which is always right, and ListShards is tried again later.
+  symbols on one shard make 50 aggregates a call packed per key, one packed per shard
+  (docs/aggregation.md has the figures). A KCL consumer drops a user record whose key hashes
+  outside the shard it reads, so a key is never packed with another shard's. The map is fetched
+  before the first call and again when an answer puts a record on another shard than predicted
+  (the stream was resharded); while ListShards is refused or fails, records are packed **per
+  partition key**, which is always right, and ListShards is tried again later.
 - **size**: an aggregate is closed at ``max_bytes`` (its Kinesis size: the encoded record plus the
   partition key), which is at most 1 MiB. A user record whose aggregate alone would exceed it goes
   as a plain record of its own; so does an aggregate that got only one user record (as the KPL
@@ -50,8 +50,8 @@ AGGREGATION_DEFAULT = False
 
 # Kinesis bills writes in PUT payload units of 25 KB (counted as KiB, as the capacity planner
 # does), each record rounded up. The default aggregate is two whole units, which wastes none of
-# the last one, is the KPL's own AggregationMaxSize default (51,200), and puts ~300 trades of
-# ~160 bytes in one record; bigger aggregates would not cut records much further (a call carries
+# the last one, is the KPL's own AggregationMaxSize default (51,200), and puts ~350 trades of
+# ~130 bytes in one record; bigger aggregates would not cut records much further (a call carries
 # one per shard at low rates anyway) but make each consumer batch heavier.
 PUT_PAYLOAD_UNIT_BYTES = 25 * KiB
 AGGREGATION_DEFAULT_MAX_BYTES = 2 * PUT_PAYLOAD_UNIT_BYTES
