@@ -22,7 +22,7 @@ import asyncio
 import os
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -73,7 +73,7 @@ async def publisher(aggregation: bool, trades: list[Trade]) -> int:
     return publishing.stats.published
 
 
-def timed(work: Callable[[], Awaitable[int]]) -> dict[str, float]:
+def timed(work: Callable[[], Coroutine[Any, Any, int]]) -> dict[str, float]:
     cpu, wall = time.process_time(), time.perf_counter()
     published = asyncio.run(work())
     cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
@@ -87,7 +87,7 @@ def main() -> None:
     args = parser.parse_args()
     os.environ.setdefault("LOG_LEVEL", "WARNING")
     built = asyncio.run(_trades(args.trades))
-    shapes: dict[str, Callable[[bool], Callable[[], Awaitable[int]]]] = {
+    shapes: dict[str, Callable[[bool], Callable[[], Coroutine[Any, Any, int]]]] = {
         "producer (synthetic source + publisher)": lambda agg: lambda: producer(agg, args.trades),
         "publisher alone (trades built beforehand)": lambda agg: lambda: publisher(agg, built),
     }
