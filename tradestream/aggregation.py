@@ -43,10 +43,10 @@ from tradestream.retry import error_code
 
 logger = get_logger("aggregation")
 
-# The default of AGGREGATION for the producer and the ingest service alike. False until both
-# consumers (the hotstore Lambda, the Firehose transformation) deaggregate: before that, they
-# would take every aggregate for a poison record. Flipping it to True is this one line.
-AGGREGATION_DEFAULT = False
+# The default of AGGREGATION for the producer and the ingest service alike: on, since both
+# consumers (the hotstore Lambda, the Firehose transformation) deaggregate, and a shard then takes
+# ~7x the trades (docs/aggregation.md). Any other consumer of the stream must deaggregate too.
+AGGREGATION_DEFAULT = True
 
 # Kinesis bills writes in PUT payload units of 25 KB (counted as KiB, as the capacity planner
 # does), each record rounded up. The default aggregate is two whole units, which wastes none of

@@ -28,6 +28,7 @@ from producer.app import run
 from producer.settings import ProducerSettings
 from tests.functional.test_lake_query import DAY_MS, SYMBOLS
 from tests.functional.test_lake_query import trades as synthetic
+from tests.support.deaggregated import stream_trades
 from tests.support.kinesis import create_stream, read_stream
 from tests.support.stacks import embedded_lake_stack
 from tradestream import aws, readback
@@ -82,8 +83,7 @@ def without(item: Item, *names: str) -> Item:
 def receive_times(stream: str) -> dict[str, set[int]]:
     """Each trade id on the stream, with the receive times its records carried."""
     times: dict[str, set[int]] = {}
-    for record in read_stream(aws.client("kinesis"), stream):
-        trade = json.loads(record["Data"])
+    for trade in stream_trades(aws.client("kinesis"), stream):
         times.setdefault(trade["id"], set()).add(trade["rt"])
     return times
 

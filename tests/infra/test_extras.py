@@ -32,7 +32,8 @@ import httpx
 import pytest
 
 from tests.support.authorizing_moto import free_port
-from tests.support.kinesis import create_stream, read_stream
+from tests.support.deaggregated import stream_trades
+from tests.support.kinesis import create_stream
 
 REPO = Path(__file__).resolve().parents[2]
 PROJECT = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
@@ -225,8 +226,7 @@ def test_a_venv_with_only_the_producer_extra_publishes(
     # THEN it published them all and exited 0, with this checkout's code
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout.splitlines()[-1])["failed"] == 0
-    records = read_stream(kinesis, name)
-    assert len({json.loads(r["Data"])["id"] for r in records}) == 50
+    assert len({t["id"] for t in stream_trades(kinesis, name)}) == 50
     assert Path(found["code"]).is_relative_to(REPO)
     # AND the venv holds none of what the other deployables need
     assert not found["dists"] & {"moto", "scikit-learn", "pyarrow", "fastapi"}
@@ -251,7 +251,7 @@ def test_a_venv_with_only_the_ingest_extra_serves(
         )
     # THEN it accepted the trade into the stream
     assert answer.status_code == 202, answer.text
-    stored = [json.loads(r["Data"])["id"] for r in read_stream(kinesis, name)]
+    stored = [t["id"] for t in stream_trades(kinesis, name)]
     assert stored == answer.json()["ids"]
     # AND the venv holds neither moto nor scikit-learn
     assert not installed(ingest_venv)["dists"] & {"moto", "scikit-learn"}

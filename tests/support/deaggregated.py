@@ -48,3 +48,10 @@ def by_aws_kinesis_agg(records: Iterable[Mapping[str, Any]]) -> UserRecords:
 
 def trade_ids(users: UserRecords) -> list[str]:
     return [json.loads(data)["id"] for _, data in users]
+
+
+def stream_trades(kinesis: Any, stream: str) -> list[dict[str, Any]]:
+    """Every trade on a stream, aggregated or not, as the JSON objects the records carry."""
+    from tests.support.kinesis import read_stream
+
+    return [json.loads(data) for _, data in by_kpl(read_stream(kinesis, stream))]
