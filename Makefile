@@ -37,6 +37,10 @@ bench: install
 	$(BIN)/python -m bench.read_api
 	$(BIN)/python -m bench.dashboard
 	$(BIN)/python -m bench.lake_query
+	$(BIN)/python -m bench.aggregation
+	$(BIN)/python -m bench.producer_ceiling
+	$(BIN)/python -m bench.shard_throughput
+	$(BIN)/python -m bench.embedded
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -172,6 +172,19 @@ def deaggregate(data: bytes, partition_key: str) -> list[UserRecord]:
         raise AggregateFormatError(f"a KPL aggregate that does not parse: {exc}") from exc
 
 
+def count_user_records(data: bytes) -> int:
+    """How many user records a Kinesis record carries (1 unless it is an aggregate), reading
+    only the message's top level: for counters, where deaggregating would be wasted work."""
+    if not is_aggregate(data):
+        return 1
+    try:
+        return sum(
+            1 for field, _ in _fields(memoryview(data)[len(MAGIC) : -DIGEST_BYTES]) if field == 3
+        )
+    except (IndexError, ValueError):
+        return 1  # corrupt: its consumer treats it as one poison record
+
+
 def _user_records(message: memoryview) -> Iterator[UserRecord]:
     keys: list[str] = []
     hash_keys: list[str] = []

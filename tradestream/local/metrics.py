@@ -131,6 +131,11 @@ _HOTSTORE: tuple[tuple[str, str, Callable[[MappingStats], int]], ...] = (
         lambda m: m.invalid_responses,
     ),
     ("hotstore_bisections", "Failed batches split in halves.", lambda m: m.bisections),
+    (
+        "hotstore_user_records_delivered",
+        "User records handed to the hotstore function (each trade of a KPL aggregate counts).",
+        lambda m: m.user_records_delivered,
+    ),
 )
 _LAKE: tuple[tuple[str, str, Callable[[FirehoseStats], int]], ...] = (
     ("lake_records_read", "Kinesis records read from the source stream.", lambda f: f.records_in),

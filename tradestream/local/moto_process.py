@@ -70,6 +70,9 @@ def main(argv: list[str] | None = None) -> None:
     )
     from werkzeug.serving import make_server
 
+    from tradestream.local import moto_items
+
+    moto_items.install()
     if arguments.shard_limits:
         from tradestream.local.shard_limits import ShardLimits, install
 

@@ -54,6 +54,7 @@ from typing import Any
 
 from tradestream import aws
 from tradestream.cfn.template import NotEmulatedError
+from tradestream.kpl import count_user_records
 from tradestream.local.esm.events import (
     FailureCondition,
     KinesisEventSource,
@@ -320,6 +321,9 @@ class KinesisEventSourceMapping(KinesisConsumer[MappingShard]):
         with self._lock:
             self._stats.invocations += 1
             self._stats.records_delivered += len(batch)
+            self._stats.user_records_delivered += sum(
+                count_user_records(r.data) for r in batch.records
+            )
         try:
             # Lambda serialises the response; what cannot be serialised is a function error.
             response = json.loads(json.dumps(self._handler(event, context)))

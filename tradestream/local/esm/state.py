@@ -174,6 +174,7 @@ class MappingShard(ShardCursor):
 class MappingStats:
     invocations: int = 0
     records_delivered: int = 0  # records handed to the function, redeliveries included
+    user_records_delivered: int = 0  # the same in user records (each trade of an aggregate)
     records_succeeded: int = 0  # records checkpointed after a successful invocation
     batch_item_failures: int = 0  # itemIdentifiers the function reported
     function_errors: int = 0  # exceptions and timeouts
