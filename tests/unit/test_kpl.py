@@ -129,3 +129,13 @@ def test_unknown_fields_are_skipped_as_protobuf_does() -> None:
     assert kpl.deaggregate(data, "AAPL") == [
         kpl.UserRecord("AAPL", b"abc", 0, explicit_hash_key="123", aggregated=True)
     ]
+
+
+def test_count_user_records_without_deaggregating() -> None:
+    packed = kpl.aggregate(user_records(123, seed=4))
+    assert kpl.count_user_records(packed) == 123 == len(kpl.deaggregate(packed, "AAPL"))
+    assert kpl.count_user_records(b'{"s":"AAPL"}') == 1
+    # a corrupt aggregate is one (poison) record to its consumers
+    message = packed[4:-16][:-10]
+    corrupt = kpl.MAGIC + message + hashlib.md5(message, usedforsecurity=False).digest()
+    assert kpl.count_user_records(corrupt) == 1
