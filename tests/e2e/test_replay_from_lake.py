@@ -28,7 +28,7 @@ from producer.app import run
 from producer.settings import ProducerSettings
 from tests.functional.test_lake_query import DAY_MS, SYMBOLS
 from tests.functional.test_lake_query import trades as synthetic
-from tests.support.deaggregated import stream_trades
+from tests.support.deaggregated import by_kpl, stream_trades
 from tests.support.kinesis import create_stream, read_stream
 from tests.support.stacks import embedded_lake_stack
 from tradestream import aws, readback
@@ -206,7 +206,8 @@ class Lake:
         return written
 
     def records_put(self) -> list[bytes]:
-        return [record["Data"] for record in read_stream(self.kinesis, self.stream)]
+        """The trade records put on the stream, aggregated or not (the producer's default)."""
+        return [data for _, data in by_kpl(read_stream(self.kinesis, self.stream))]
 
 
 def _template_prefix() -> Any:

@@ -72,6 +72,9 @@ def _records(prefix: str, n: int, size: int = 0) -> list[tuple[str, str, bytes]]
 
 def _policy(**overrides: Any) -> BatchPolicy:
     base: dict[str, Any] = {
+        # Plain records unless a test asks for aggregation (the section below), whatever the
+        # service's default: these tests count Kinesis records per call.
+        "aggregation": False,
         "linger": 0.02,
         "concurrency": 4,
         "max_buffered": 10_000,
