@@ -9,13 +9,17 @@
   25-record one. What is left at the end of the budget is returned, with the last error code per
   key, for the caller to report as batch item failures.
 
+- Each item's ``ingested_at`` is stamped with the time of the call that carries it (when a clock
+  is given): with KPL aggregates one invocation can hold thousands of trades, written over
+  seconds, and a time taken once per invocation would report them all as written at its start.
+
 The client's own retries should be off (see ``handler.dynamodb_client``) so that the rounds are
 the single, explicit budget.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,10 +54,17 @@ def chunked(entries: Sequence[Any], size: int = MAX_BATCH_ITEMS) -> Iterator[Seq
 
 
 class BatchWriter:
-    def __init__(self, client: Any, table_name: str, rounds: RetryRounds) -> None:
+    def __init__(
+        self,
+        client: Any,
+        table_name: str,
+        rounds: RetryRounds,
+        clock_ms: Callable[[], int] | None = None,
+    ) -> None:
         self.client = client
         self.table_name = table_name
         self._rounds = rounds
+        self._clock_ms = clock_ms
 
     def write(self, items: Iterable[Item], *, deadline: float | None = None) -> WriteResult:
         """Write the items; ``deadline`` (``monotonic`` clock) stops retries that would pass it."""
@@ -66,6 +77,10 @@ class BatchWriter:
 
     def _call(self, chunk: dict[Key, Item]) -> CallOutcome[Key]:
         """One BatchWriteItem call; what DynamoDB left unprocessed is retried."""
+        if self._clock_ms is not None:
+            written_at = {"N": str(self._clock_ms())}
+            for item in chunk.values():
+                item["ingested_at"] = written_at
         requests = [{"PutRequest": {"Item": item}} for item in chunk.values()]
         response = self.client.batch_write_item(RequestItems={self.table_name: requests})
         unprocessed = response.get("UnprocessedItems", {}).get(self.table_name, [])

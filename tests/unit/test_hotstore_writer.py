@@ -252,3 +252,30 @@ def test_parameter_errors_are_bugs_and_propagate() -> None:
     # WHEN written THEN the error is raised (a function error), not reported per record
     with pytest.raises(ParamValidationError):
         writer.write([_item(1)])
+
+
+def test_each_item_is_stamped_with_the_time_of_the_call_that_wrote_it() -> None:
+    # GIVEN 60 items (three calls) on a clock that moves 10 ms per reading, and a first call
+    # that leaves its last item unprocessed
+    ticks = iter(range(1_000, 10_000, 10))
+    seen: list[set[str]] = []
+
+    def script(call: int, items: list[Item]) -> dict[str, Any]:
+        seen.append({item["ingested_at"]["N"] for item in items})
+        return _unprocessed(items[-1:]) if call == 1 else {"UnprocessedItems": {}}
+
+    client = FakeDynamoDB(script)
+    rounds = RetryRounds(
+        max_attempts=3,
+        backoff=Backoff(0.1, 1.0, rand=lambda: 1.0),
+        clock=Clock(sleep=lambda _: None),
+    )
+    writer = BatchWriter(client, TABLE, rounds, clock_ms=lambda: next(ticks))
+    # WHEN they are written
+    result = writer.write([_item(n) for n in range(60)])
+    # THEN every call carried one stamp, its own, and the retried item the retry's
+    assert len(result.written) == 60
+    assert seen == [{"1000"}, {"1010"}, {"1020"}, {"1030"}]
+    retried = key_of(_item(24))
+    assert client.stored[retried]["ingested_at"] == {"N": "1030"}
+    assert {client.stored[key_of(_item(n))]["ingested_at"]["N"] for n in range(25, 50)} == {"1010"}
