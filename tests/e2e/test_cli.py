@@ -46,6 +46,8 @@ def test_demo_json_reconciles_produced_with_items_in_dynamodb() -> None:
     assert summary["dlq"] == 0
     assert summary["drained"] is True
     assert 0 <= summary["latency_ms"]["p50"] <= summary["latency_ms"]["p99"]
+    # AND it says at which pace that latency was measured: by default a sustainable one
+    assert summary["pace"] == "steady 1,000 trades/s"
     # AND the live progress went to stderr
     assert "produced" in result.stderr
 
