@@ -28,8 +28,10 @@ Per stage (counters, and ``runtime_stage_running`` 1 while its readers poll):
 The hotstore's own: ``runtime_batch_item_failures_total`` (itemIdentifiers the function
 reported), ``runtime_on_failure_sent_total`` (batch metadata sent to the on-failure queue),
 ``runtime_hotstore_records_discarded_total``, ``runtime_hotstore_invalid_responses_total``,
-``runtime_hotstore_bisections_total``. The lake's own: ``runtime_lake_records_read_total`` /
-``_bytes_read_total`` (from the stream), ``runtime_lake_records_ok_total`` /
+``runtime_hotstore_bisections_total``, ``runtime_hotstore_user_records_delivered_total``
+(records delivered counted in trades: a KPL aggregate counts its user records). The lake's own:
+``runtime_lake_records_read_total`` / ``_bytes_read_total`` (Kinesis records from the stream),
+``runtime_lake_user_records_read_total`` (the same in trades), ``runtime_lake_records_ok_total`` /
 ``_dropped_total`` / ``runtime_lake_processing_failed_total`` (the transform's answers),
 ``runtime_lake_batch_failed_records_total`` (records of batches failing every attempt),
 ``runtime_lake_error_records_total`` (envelopes written under the error prefix),
