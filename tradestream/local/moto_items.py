@@ -53,5 +53,5 @@ def install() -> bool:
         self.attrs = limited_size_dict()
         dict.update(self.attrs, converted)  # sized above, all at once
 
-    item_class.__init__ = __init__
+    item_class.__init__ = __init__  # type: ignore[method-assign]
     return True
