@@ -70,9 +70,10 @@ def main(argv: list[str] | None = None) -> None:
     )
     from werkzeug.serving import make_server
 
-    from tradestream.local import moto_items
+    from tradestream.local import moto_items, moto_kinesis
 
     moto_items.install()
+    moto_kinesis.install()  # before the shard limits, which wrap what it leaves
     if arguments.shard_limits:
         from tradestream.local.shard_limits import ShardLimits, install
 
