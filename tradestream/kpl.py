@@ -17,7 +17,7 @@ An aggregated record is one Kinesis record carrying many user records: the 4 mag
     }
 
 Every KPL-aware consumer (the KCL, Lambda's and Firehose's deaggregation, aws-kinesis-agg) reads
-it; tests/functional/test_kpl_interop.py proves it both ways against aws-kinesis-agg.
+it; tests/unit/test_kpl.py proves it both ways against aws-kinesis-agg.
 
 Written by hand, in plain Python, rather than with aws-kinesis-agg: this module travels in the
 Lambda zips with only the Lambda runtime beside it, and aws-kinesis-agg needs protobuf, whose
@@ -249,10 +249,10 @@ def _fields(message: memoryview) -> Iterator[tuple[int, memoryview | int]]:
                 raise ValueError("a length-delimited field runs past the message")
             yield field, message[position : position + length]
             position += length
-        elif wire_type == 1:
-            position += 8
-        elif wire_type == 5:
-            position += 4
+        elif wire_type in (1, 5):
+            position += 8 if wire_type == 1 else 4
+            if position > end:
+                raise ValueError("a fixed-size field runs past the message")
         else:
             raise ValueError(f"wire type {wire_type} is not one this message uses")
 

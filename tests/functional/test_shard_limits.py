@@ -272,3 +272,17 @@ def test_the_embedded_stack_enforces_the_limits_unless_switched_off(
     # THEN with the limits on some of the burst is refused (more than the shard's 1,000 a
     # second arrives within well under a second); off, nothing is
     assert (failed > 0) is shard_limits
+
+
+def test_a_record_above_1_mib_gets_awss_own_error_not_a_throttle(limited: str, unique: str) -> None:
+    # GIVEN a call holding one record above Kinesis' 1 MiB record limit
+    stream = f"toolarge-{unique}"
+    kinesis = create_stream(stream, shards=1)
+    too_big = {"Data": b"x" * (1024 * 1024 + 1), "PartitionKey": "AAPL"}
+    # WHEN it is put through the limits
+    with pytest.raises(ClientError) as refused:
+        kinesis.put_records(StreamName=stream, Records=[too_big])
+    # THEN it is refused as AWS refuses it (no resend can heal it), not throttled
+    code = refused.value.response["Error"]["Code"]
+    assert code != "ProvisionedThroughputExceededException"
+    assert code in {"ValidationException", "InvalidArgumentException"}

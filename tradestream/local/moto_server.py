@@ -86,7 +86,13 @@ def start_moto(host: str = "127.0.0.1", port: int = 0, *, shard_limits: bool = F
             f"moto server (exit code {process.returncode}) did not start listening on "
             f"{host}:{port} within {START_TIMEOUT_SECONDS:g} s; its error is on stderr above"
         )
-    handle.url = json.loads(line)["url"]
+    try:
+        handle.url = json.loads(line)["url"]
+    except (ValueError, KeyError) as exc:
+        handle.stop()  # never leave a child behind
+        raise MotoStartError(
+            f"moto server's first line is not its address: {line[:200]!r}"
+        ) from exc
     return handle
 
 

@@ -40,6 +40,7 @@ from typing import Any
 
 from tradestream.kinesis import record_size
 from tradestream.limits import (
+    KINESIS_MAX_RECORD_BYTES,
     KINESIS_PUT_RECORDS_MAX_BYTES,
     KINESIS_PUT_RECORDS_MAX_RECORDS,
     KINESIS_SHARD_WRITE_BYTES_PER_SECOND,
@@ -151,6 +152,10 @@ def _within_call_limits(records: Sequence[dict[str, Any]]) -> bool:
     if len(records) > KINESIS_PUT_RECORDS_MAX_RECORDS:
         return False
     sizes = [len(r.get("Data") or b"") + len(r.get("PartitionKey") or "") for r in records]
+    # A record above 1 MiB is refused by moto with AWS's own error, which no resend can heal;
+    # judged by the budgets it would get a throttle instead, which callers retry in vain.
+    if any(size > KINESIS_MAX_RECORD_BYTES for size in sizes):
+        return False
     return sum(sizes) <= KINESIS_PUT_RECORDS_MAX_BYTES
 
 
