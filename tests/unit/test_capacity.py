@@ -435,3 +435,21 @@ def test_the_worked_examples_arithmetic() -> None:
     # the totals the docs print
     assert round(without.monthly_usd, 2) == 6_260.76
     assert round(with_.monthly_usd, 2) == 5_266.59
+
+
+def test_a_symbol_above_one_shards_limit_is_called_out() -> None:
+    # GIVEN 6,000 trades/s over the default 4 symbols: 1,500 per symbol, and a symbol's trades
+    # all go to one shard (the symbol is the partition key)
+    plain = plan(Load(6_000), US_EAST_1, aggregated=False)
+    # THEN without aggregation the plan says no shard count takes 1,500 records/s of one key
+    assert any("1,500 trades/s per symbol exceed one shard's 1,000" in n for n in plain.notes)
+    # AND with aggregation 1,500 trades of ~150 bytes (~0.22 MiB/s) fit one shard: no such note
+    aggregated = plan(Load(6_000), US_EAST_1, aggregated=True)
+    assert not any("per symbol exceed one shard" in n for n in aggregated.notes)
+    # AND at 4 x 8,000 trades/s a symbol passes a shard's 1 MiB/s even aggregated
+    assert any(
+        "MiB/s per symbol exceed one shard's 1 MiB/s" in n
+        for n in plan(Load(32_000), US_EAST_1, aggregated=True).notes
+    )
+    # AND a load that spreads no symbol past a shard gets neither note
+    assert not any("per symbol" in n and "shard" in n for n in plan(Load(2_500), US_EAST_1).notes)

@@ -28,6 +28,9 @@ from tradestream.capacity.stream_costs import Kinesis, kinesis
 from tradestream.limits import (
     DYNAMODB_ON_DEMAND_TABLE_MAX_WRITE_UNITS_PER_SECOND,
     DYNAMODB_PARTITION_MAX_WRITE_UNITS_PER_SECOND,
+    KINESIS_SHARD_WRITE_BYTES_PER_SECOND,
+    KINESIS_SHARD_WRITE_RECORDS_PER_SECOND,
+    MiB,
 )
 
 
@@ -172,6 +175,27 @@ def deployable_shards(trades_per_second: int, deployed: Deployed, measured: Meas
     return math.ceil(trades_per_second / per_shard)
 
 
+def _hot_symbol_notes(load: Load, aggregated: bool) -> list[str]:
+    """The symbol is the partition key, so all of a symbol's trades go to one shard: a symbol
+    above one shard's write limit is throttled however many shards the stream has. The shard
+    counts above assume the load spreads evenly; symbols hash onto shards, so a few busy ones
+    can also share a shard."""
+    per_symbol = load.trades_per_second / load.symbols
+    if not aggregated and per_symbol > KINESIS_SHARD_WRITE_RECORDS_PER_SECOND:
+        return [
+            f"{per_symbol:,.0f} trades/s per symbol exceed one shard's 1,000 records/s, and a "
+            "symbol's trades all go to one shard (its partition key): no shard count helps; "
+            "aggregate (AGGREGATION=true) or spread the load over more symbols"
+        ]
+    per_symbol_bytes = per_symbol * (load.avg_trade_bytes + load.partition_key_bytes)
+    if aggregated and per_symbol_bytes > KINESIS_SHARD_WRITE_BYTES_PER_SECOND:
+        return [
+            f"{per_symbol_bytes / MiB:,.2f} MiB/s per symbol exceed one shard's 1 MiB/s, and a "
+            "symbol's trades all go to one shard (its partition key): no shard count helps"
+        ]
+    return []
+
+
 def _notes(load: Load, chosen: Scenario, deploy: Deploy, deployed: Deployed) -> tuple[str, ...]:
     notes: list[str] = []
     if deploy.stream_mode == "PROVISIONED" and deploy.shards > chosen.shards:
@@ -181,6 +205,7 @@ def _notes(load: Load, chosen: Scenario, deploy: Deploy, deployed: Deployed) -> 
             f"{deployed.mapping_parallelization_factor}, so the deploy line asks for "
             f"{deploy.shards} shards instead"
         )
+    notes += _hot_symbol_notes(load, deploy.aggregated)
     dynamodb = chosen.dynamodb
     per_symbol = load.trades_per_second / load.symbols * dynamodb.write_units_per_item
     if per_symbol > DYNAMODB_PARTITION_MAX_WRITE_UNITS_PER_SECOND:
