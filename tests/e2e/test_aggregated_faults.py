@@ -12,9 +12,8 @@ import pytest
 
 from producer.app import run
 from producer.settings import ProducerSettings
-from tests.e2e.test_plain_finnhub_stack import settle
 from tests.support.faults import FaultProxy
-from tests.support.stacks import embedded_lake_stack
+from tests.support.stacks import embedded_lake_stack, settle
 from tradestream import aws, readback
 from tradestream.local.moto_server import MotoHandle
 from tradestream.local.runtime import EmbeddedStack

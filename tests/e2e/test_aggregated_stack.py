@@ -11,11 +11,11 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.test_plain_finnhub_stack import items, lake_errors, lake_lines, settle
+from tests.e2e.test_plain_finnhub_stack import lake_errors, lake_lines
 from tests.support.fake_sagemaker import prediction_for
 from tests.support.hotstore import distinct_trades
 from tests.support.kpl import ours, theirs, trade_records
-from tests.support.stacks import embedded_lake_stack
+from tests.support.stacks import embedded_lake_stack, items, settle
 from tradestream import aws, readback
 from tradestream.local.runtime import EmbeddedStack
 from tradestream.trade import Trade

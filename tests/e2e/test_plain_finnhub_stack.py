@@ -16,15 +16,13 @@ import pytest
 
 from tests.support.fake_sagemaker import MODEL_VERSION, prediction_for
 from tests.support.kinesis import read_stream
-from tests.support.stacks import embedded_lake_stack
+from tests.support.stacks import embedded_lake_stack, items, settle
 from tradestream import aws, readback
 from tradestream.local.runtime import EmbeddedStack
 from tradestream.trade import parse_raw, stamp
 
-WAIT_S = 60.0
 TRADES = 120
 SYMBOLS = ("AAPL", "MSFT", "AMZN", "BINANCE:BTCUSDT", "OANDA:EUR_USD", "IC MARKETS:1")
-Item = dict[str, Any]
 
 
 @pytest.fixture
@@ -70,19 +68,6 @@ def put(stack: EmbeddedStack, trades: list[dict[str, Any]]) -> None:
             ],
         )
         assert response["FailedRecordCount"] == 0
-
-
-def settle(stack: EmbeddedStack) -> None:
-    """Wait until both consumers have handled everything put so far, the lake flushed to S3."""
-    assert stack.mapping is not None
-    assert stack.firehose is not None
-    assert stack.mapping.wait_caught_up(WAIT_S)
-    assert stack.firehose.wait_caught_up(WAIT_S, flush=True)
-
-
-def items(table: str) -> dict[tuple[str, str], Item]:
-    pages = aws.client("dynamodb").get_paginator("scan").paginate(TableName=table)
-    return {(i["s"]["S"], i["sk"]["S"]): i for page in pages for i in page["Items"]}
 
 
 def lake_lines(stack: EmbeddedStack) -> list[dict[str, Any]]:

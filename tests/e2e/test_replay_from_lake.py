@@ -30,7 +30,7 @@ from tests.functional.test_lake_query import DAY_MS, SYMBOLS
 from tests.functional.test_lake_query import trades as synthetic
 from tests.support.deaggregated import by_kpl, stream_trades
 from tests.support.kinesis import create_stream, read_stream
-from tests.support.stacks import embedded_lake_stack
+from tests.support.stacks import Item, embedded_lake_stack, items, settle
 from tradestream import aws, readback
 from tradestream.cfn.template import TEMPLATE_DIR, load_template, resolver_for
 from tradestream.cli.replay import replay_command
@@ -38,9 +38,6 @@ from tradestream.local.firehose.prefix import Context, object_name
 from tradestream.local.firehose.settings import delivery_stream_settings
 from tradestream.local.runtime import EmbeddedStack
 from tradestream.trade import RawTrade, Trade, stamp
-
-WAIT_S = 60.0
-Item = dict[str, Any]
 
 
 def replay(stream: str, bucket: str, *args: str) -> tuple[Result, dict[str, Any]]:
@@ -61,19 +58,6 @@ def replay(stream: str, bucket: str, *args: str) -> tuple[Result, dict[str, Any]
 def stack(aws_env: str, unique: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[EmbeddedStack]:
     with embedded_lake_stack("replay", unique, monkeypatch) as running:
         yield running
-
-
-def settle(stack: EmbeddedStack) -> None:
-    """Wait until both consumers have handled everything put so far."""
-    assert stack.mapping is not None
-    assert stack.firehose is not None
-    assert stack.mapping.wait_caught_up(WAIT_S)
-    assert stack.firehose.wait_caught_up(WAIT_S, flush=True)
-
-
-def items(table: str) -> dict[tuple[str, str], Item]:
-    pages = aws.client("dynamodb").get_paginator("scan").paginate(TableName=table)
-    return {(i["s"]["S"], i["sk"]["S"]): i for page in pages for i in page["Items"]}
 
 
 def without(item: Item, *names: str) -> Item:
